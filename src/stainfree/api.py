@@ -9,11 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# ----- foundation: info, simulate, demo ------------------------------------------------------------------------
+# ----- foundation: demo and the report (owner: lead) ---------------------------------------------------------
 # <api-foundation>
 
+# ----- input/output: info (owner: io) ----------------------------------------------------------------------
+# <api-io>
+
+# ----- digital cell: simulate (owner: simulate) ------------------------------------------------------------
+# <api-simulate>
+
 # ----- virtual staining: manifest, train, predict, evaluate ----------------------------------------------------
-# <api-virtual-staining>
+# (training: manifest, train; owner: training)
+# <api-training>
+
+# (inference and evaluation: predict, evaluate; owner: inference)
+# <api-inference>
 
 # ----- segmentation: make_masks, segment ------------------------------------------------------------------------
 # <api-segmentation>

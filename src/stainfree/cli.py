@@ -39,11 +39,21 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# ----- foundation: info, simulate, demo (owner: foundation) ---------------------------------------------------
+# ----- foundation: demo and the report (owner: lead) ---------------------------------------------------------
 # <cli-foundation>
 
+# ----- input/output: info (owner: io) ----------------------------------------------------------------------
+# <cli-io>
+
+# ----- digital cell: simulate (owner: simulate) ------------------------------------------------------------
+# <cli-simulate>
+
 # ----- virtual staining: manifest, train, predict, evaluate (owner: virtual staining) -------------------------
-# <cli-virtual-staining>
+# (training: manifest, train; owner: training)
+# <cli-training>
+
+# (inference and evaluation: predict, evaluate; owner: inference)
+# <cli-inference>
 
 # ----- segmentation: make-masks, segment (owner: segmentation) ------------------------------------------------
 # <cli-segmentation>

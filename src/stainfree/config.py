@@ -65,7 +65,9 @@ def save_yaml(config: BaseModel, path: str | Path) -> Path:
 # Data, model, training, prediction (owner: virtual staining machinery, shared by segmentation)
 # ---------------------------------------------------------------------------------------------------------------
 
-# <ml-configs>
+# <ml-configs>  (training helper: data, model, training, bundle configs)
+
+# <inference-configs>  (inference helper: prediction and evaluation configs)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Segmentation: ratiometric preprocessing, organelle catalog (owner: segmentation)
