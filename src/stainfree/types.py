@@ -32,7 +32,7 @@ class ImageMeta:
     voxel_size_um : tuple of float or None
         Physical size (z, y, x) in micrometres; an entry is None when unknown.
     channel_names : tuple of str
-        One name per channel (empty when the image has no C axis).
+        One name per channel; an image without a C axis has one name (its own or ``"ch0"``).
     path : str
         Where the image came from ("" for in-memory arrays).
     """

@@ -1,0 +1,121 @@
+"""A trained model on disk: ``<name>.stainfree/`` with ``weights.pt`` (state dict) and ``bundle.yaml``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from torch import nn
+
+from stainfree.errors import InputError
+
+WEIGHTS = "weights.pt"
+CONFIG = "bundle.yaml"
+
+
+@dataclass
+class Bundle:
+    """A loaded model: the network (eval mode), its :class:`~stainfree.config.BundleConfig`, its folder."""
+
+    model: nn.Module
+    config: object
+    path: Path = field(default_factory=Path)
+
+
+def save_bundle(path: str | os.PathLike, model: nn.Module, config: object) -> Path:
+    """Write a bundle folder atomically (a crash never leaves a half-written bundle).
+
+    Parameters
+    ----------
+    path : path-like
+        The folder, conventionally ``<name>.stainfree``; replaced if it exists.
+    model : nn.Module
+        The network; its ``state_dict`` is saved (on CPU).
+    config : BundleConfig
+        Description of the model.
+
+    Returns
+    -------
+    Path
+        The bundle folder.
+    """
+    import torch
+
+    from stainfree.io.atomic import atomic_path
+
+    path = Path(path)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)  # type: ignore[attr-defined]
+    with atomic_path(path) as tmp:
+        tmp.mkdir(parents=True)
+        torch.save(state, tmp / WEIGHTS)
+        (tmp / CONFIG).write_text(text)
+    return path
+
+
+def read_bundle_config(path: str | os.PathLike) -> object:
+    """Read and validate ``bundle.yaml`` of a bundle folder (InputError when missing, corrupt or too new)."""
+    from stainfree.config import CONFIG_VERSION, BundleConfig
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(path, "model bundle not found (expected a folder with weights.pt and bundle.yaml)")
+    cfg_file = path / CONFIG
+    if not cfg_file.is_file():
+        raise InputError(path, f"not a model bundle: {CONFIG} missing")
+    try:
+        data = yaml.safe_load(cfg_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(cfg_file, f"corrupt bundle configuration ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(cfg_file, "corrupt bundle configuration (not a mapping)")
+    version = data.get("version")
+    if not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
+        raise InputError(
+            cfg_file,
+            f"bundle format version {version!r} is not supported (this stainfree reads 1..{CONFIG_VERSION})",
+        )
+    from pydantic import ValidationError
+
+    try:
+        return BundleConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InputError(cfg_file, f"invalid bundle configuration ({problems})") from None
+
+
+def load_bundle(path: str | os.PathLike, *, map_location: str = "cpu") -> Bundle:
+    """Load a bundle: configuration, network and weights (``torch.load(weights_only=True)``), in eval mode.
+
+    Raises
+    ------
+    InputError
+        Missing folder, missing/corrupt weights or configuration, an unknown format version, or weights that
+        do not fit the described network.
+    """
+    import torch
+
+    from stainfree.models.registry import build_model
+
+    path = Path(path)
+    config = read_bundle_config(path)
+    wfile = path / WEIGHTS
+    if not wfile.is_file():
+        raise InputError(path, f"not a model bundle: {WEIGHTS} missing")
+    try:
+        state = torch.load(wfile, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise InputError(
+            wfile, f"corrupt weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
+    model = build_model(config.model)  # type: ignore[attr-defined]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise InputError(
+            wfile, f"weights do not fit the network described in {CONFIG} ({str(exc)[:200]})"
+        ) from None
+    model.eval()
+    return Bundle(model=model, config=config, path=path)

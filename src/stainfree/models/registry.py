@@ -1,0 +1,94 @@
+"""Networks by name: the fnet U-Net, MONAI's UNet and AttentionUnet, built from a ModelConfig."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from torch import nn
+
+ARCHITECTURES = ("fnet_unet", "monai_unet", "attention_unet")
+
+
+def build_model(config: Any) -> nn.Module:
+    """Build the network a :class:`~stainfree.config.ModelConfig` describes.
+
+    Channels of MONAI networks are ``base_channels * 2**i`` for ``i = 0..depth`` with stride 2 between levels,
+    so every architecture down-samples ``depth`` times.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        ``architecture``, ``spatial_dims``, ``in_channels``, ``out_channels``, ``depth``, ``base_channels``,
+        ``dropout``.
+
+    Returns
+    -------
+    nn.Module
+        The network, outputs without a final activation (logits for segmentation).
+    """
+    arch = config.architecture
+    channels = tuple(config.base_channels * 2**i for i in range(config.depth + 1))
+    strides = (2,) * config.depth
+    if arch == "fnet_unet":
+        from stainfree.models.unet import UNet
+
+        return UNet(
+            config.in_channels,
+            config.out_channels,
+            spatial_dims=config.spatial_dims,
+            depth=config.depth,
+            base_channels=config.base_channels,
+            dropout=config.dropout,
+        )
+    if arch == "monai_unet":
+        from monai.networks.nets import UNet as MonaiUNet
+
+        return MonaiUNet(
+            spatial_dims=config.spatial_dims,
+            in_channels=config.in_channels,
+            out_channels=config.out_channels,
+            channels=channels,
+            strides=strides,
+            num_res_units=2,
+            norm="batch",
+            dropout=config.dropout,
+        )
+    if arch == "attention_unet":
+        from monai.networks.nets import AttentionUnet
+
+        return AttentionUnet(
+            spatial_dims=config.spatial_dims,
+            in_channels=config.in_channels,
+            out_channels=config.out_channels,
+            channels=channels,
+            strides=strides,
+            dropout=config.dropout,
+        )
+    raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+
+
+_MONAI_UNET_DECODER = re.compile(r"^model\.(1\.submodule\.)*2\.")
+_ATTENTION_DECODER = re.compile(r"(^|\.)(attention|upconv|merge)\.|^model\.2\.")
+
+
+def encoder_parameter_names(model: nn.Module) -> list[str]:
+    """Names of the parameters of the encoder (down path and bottom) of a network from :func:`build_model`."""
+    from stainfree.models.unet import UNet
+
+    names = [n for n, _ in model.named_parameters()]
+    if isinstance(model, UNet):
+        enc = {id(p) for m in model.encoder_modules() for p in m.parameters()}
+        return [n for n, p in model.named_parameters() if id(p) in enc]
+    cls = type(model).__name__
+    if cls == "AttentionUnet":
+        return [n for n in names if not _ATTENTION_DECODER.search(n)]
+    if cls == "UNet":
+        return [n for n in names if not _MONAI_UNET_DECODER.match(n)]
+    raise ValueError(f"do not know the encoder of {cls}")
+
+
+def encoder_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of the encoder (for freezing when fine-tuning)."""
+    wanted = set(encoder_parameter_names(model))
+    return [p for n, p in model.named_parameters() if n in wanted]

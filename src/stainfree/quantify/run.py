@@ -1,0 +1,230 @@
+"""One field (one frame or a time-lapse) -> every quantification table. Arrays in, DataFrames out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stainfree.errors import InputError
+from stainfree.quantify.contacts import contact_matrix, measure_contacts
+from stainfree.quantify.inputs import MaskSource
+from stainfree.quantify.objects import (
+    cell_structure_volumes,
+    cell_summary,
+    cell_volumes,
+    derive_cells,
+    measure_objects,
+    structure_summary,
+)
+from stainfree.quantify.tracking import (
+    LINK_COLUMNS,
+    assign_tracks,
+    contact_events,
+    frame_overlaps,
+    link_frames,
+)
+
+__all__ = ["TABLES", "quantify_source"]
+
+#: The tables returned by :func:`quantify_source`, with what they hold.
+TABLES: dict[str, str] = {
+    "objects": "one row per object and frame: volume, surface, sphericity, centroid, intensity, ratio, ...",
+    "structures": "per frame and structure: count, volumes, mean sphericity and ratio, volume fraction",
+    "cells": "per frame, cell and structure: count, volumes, volume fraction of the cell",
+    "contacts": "per frame and ordered structure pair: contact voxels, volume, area and their shares",
+    "contact_matrix": "contact_area_fraction as a matrix: rows (frame, structure_a), columns structure_b",
+    "object_contacts": "per frame, every pair of objects in contact with their shared area",
+    "timeseries": "structures table with time_s and the total contact area of each structure",
+    "links": "frame-to-frame object links (time-lapse only)",
+    "contact_events": "contact events between tracks: start, end, duration in frames and seconds",
+}
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bar:
+        yield bar
+
+
+def _frame(array: np.ndarray | None, t: int, n_frames: int, spatial: tuple[int, ...], name: str) -> Any:
+    """Frame t of an auxiliary image given as (spatial), (T, spatial) or (1, spatial)."""
+    if array is None:
+        return None
+    a = np.asarray(array)
+    if a.shape == spatial:
+        return a
+    if a.ndim == len(spatial) + 1 and a.shape[1:] == spatial and a.shape[0] in (1, n_frames):
+        return a[t if a.shape[0] > 1 else 0]
+    raise InputError(
+        name, f"shape {a.shape} does not match the masks' {spatial} (or {n_frames} frames of it)"
+    )
+
+
+def quantify_source(
+    source: MaskSource,
+    voxel_size_um: Sequence[float],
+    *,
+    config: Any = None,
+    intensity: np.ndarray | None = None,
+    ratio: np.ndarray | None = None,
+    cells: np.ndarray | None = None,
+    progress: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """Objects, summaries, contacts and (for several frames) tracks and contact events of one field.
+
+    Parameters
+    ----------
+    source : MaskSource
+        The masks of every frame (:func:`stainfree.quantify.inputs.load_masks`).
+    voxel_size_um : sequence of 3 floats
+        (z, y, x) voxel size in um.
+    config : QuantifyConfig, optional
+        Settings (defaults when None).
+    intensity, ratio, cells : ndarray, optional
+        Per-voxel intensity, emission ratio and cell-id map, shaped like one frame or ``(T, ...)``.
+    progress : bool
+        Show a rich progress bar.
+
+    Returns
+    -------
+    dict of str -> DataFrame
+        The tables of :data:`TABLES`.
+    """
+    from stainfree.config import QuantifyConfig
+
+    cfg = config if config is not None else QuantifyConfig()
+    vox = tuple(float(v) for v in voxel_size_um)
+    spatial = source.spatial_shape
+    n_t = source.n_frames
+    dist_um = cfg.contact_distance_um(vox)
+    structures = cfg.structures
+    names = tuple(structures) if structures else source.names
+
+    objects, cell_rows, contacts, obj_contacts, links = [], [], [], [], []
+    cells_volume: dict[int, float] = {}
+    in_cells: list[pd.Series] = []
+    prev_map, prev_objects = None, None
+    with _progress_bar(progress, 3 * n_t) as bar:
+        task = bar.add_task("quantify", total=3 * n_t) if bar is not None else None
+        obj_task = bar.add_task("objects", total=None) if bar is not None else None
+
+        def step(desc: str) -> None:
+            if bar is not None:
+                bar.update(task, advance=1, description=desc)
+
+        def objects_done(n_done: int, total: int) -> None:
+            if bar is not None:
+                bar.update(obj_task, completed=n_done, total=total)
+
+        for t in range(n_t):
+            omap = source.object_map(
+                t, connectivity=cfg.connectivity, min_size=cfg.min_size_voxels, structures=structures
+            )
+            cells_t = _frame(cells, t, n_t, spatial, "cell map")
+            if cells_t is None and cfg.derive_cells:
+                cells_t = derive_cells(omap)
+            step(f"frame {t + 1}/{n_t}: objects")
+            obj = measure_objects(
+                omap,
+                vox,
+                intensity=_frame(intensity, t, n_t, spatial, "intensity image"),
+                ratio=_frame(ratio, t, n_t, spatial, "ratio image"),
+                cells=cells_t,
+                smoothing_sigma=cfg.surface_smoothing_voxels,
+                frame=t,
+                progress=(lambda k, n=omap.n_objects: objects_done(k, n)) if bar is not None else None,
+            )
+            objects.append(obj)
+            step(f"frame {t + 1}/{n_t}: contacts")
+            if cells_t is not None:
+                cv = cell_volumes(cells_t, vox)
+                sv = cell_structure_volumes(omap, cells_t, vox)
+                cell_rows.append(cell_summary(obj, cv, structure_volumes=sv, frame=t))
+                cells_volume[t] = float(cv.sum())
+                per_structure = sv.groupby(level="structure").sum()
+                in_cells.append(pd.concat({t: per_structure}, names=["frame"]))
+            c, oc = measure_contacts(omap, vox, distance_um=dist_um, frame=t)
+            contacts.append(c)
+            obj_contacts.append(oc)
+            if prev_map is not None and prev_objects is not None:
+                overlaps = frame_overlaps(prev_map, omap) if cfg.link_method == "overlap" else None
+                links.append(
+                    link_frames(
+                        prev_objects,
+                        obj,
+                        method=cfg.link_method,
+                        overlaps=overlaps,
+                        max_distance_um=cfg.link_max_distance_um,
+                        min_iou=cfg.link_min_iou,
+                    )
+                )
+            prev_map, prev_objects = omap, obj
+            step(f"frame {t + 1}/{n_t}: done")
+
+    objects_df = pd.concat(objects, ignore_index=True)
+    structures_df = structure_summary(
+        objects_df,
+        names,
+        cells_volume_um3=cells_volume,
+        volume_in_cells=pd.concat(in_cells) if in_cells else None,
+        frames=range(n_t),
+    )
+    contacts_df = pd.concat(contacts, ignore_index=True)
+    obj_contacts_df = pd.concat(obj_contacts, ignore_index=True)
+    cells_df = (
+        pd.concat(cell_rows, ignore_index=True)
+        if cell_rows
+        else cell_summary(objects_df.iloc[:0], pd.Series())
+    )
+    links_df = (
+        pd.concat(links, ignore_index=True)
+        if links
+        else pd.DataFrame({c: pd.Series(dtype="float64") for c in LINK_COLUMNS}).astype(
+            {"frame": "int64", "structure": object, "object_id": "int64", "next_object_id": "int64"}
+        )
+    )
+    if n_t > 1:
+        objects_df = assign_tracks(objects_df, links_df)
+        events = contact_events(
+            obj_contacts_df, objects_df, frame_interval_s=cfg.frame_interval_s, frames=range(n_t)
+        )
+    else:
+        objects_df = objects_df.reset_index(drop=True)
+        objects_df["track_id"] = np.arange(1, len(objects_df) + 1, dtype=np.int64)
+        events = contact_events(obj_contacts_df.iloc[:0], objects_df)
+
+    other = contacts_df[contacts_df["structure_a"] != contacts_df["structure_b"]]
+    contact_total = other.groupby(["frame", "structure_a"])["contact_area_um2"].sum()
+    ts = structures_df.copy()
+    ts.insert(1, "time_s", ts["frame"] * cfg.frame_interval_s)
+    ts["contact_area_um2"] = (
+        contact_total.reindex(pd.MultiIndex.from_arrays([ts["frame"], ts["structure"]]))
+        .fillna(0.0)
+        .to_numpy()
+    )
+    return {
+        "objects": objects_df,
+        "structures": structures_df,
+        "cells": cells_df,
+        "contacts": contacts_df,
+        "contact_matrix": contact_matrix(contacts_df),
+        "object_contacts": obj_contacts_df,
+        "timeseries": ts,
+        "links": links_df,
+        "contact_events": events,
+    }

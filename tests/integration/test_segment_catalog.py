@@ -1,0 +1,121 @@
+"""segment(): tiny fake bundles with known outputs -> 15 named masks, label map by priority, overlay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stainfree.types import COMPARTMENTS, compartment_id
+
+
+def _fake_bundle(path, name, task, class_names, bias):
+    """A tiny attention U-Net whose output is the constant ``bias`` (all weights zero)."""
+    from stainfree.config import BundleConfig, ModelConfig
+    from stainfree.models.bundle import save_bundle
+    from stainfree.models.registry import build_model
+
+    mc = ModelConfig(
+        architecture="attention_unet",
+        spatial_dims=2,
+        in_channels=2,
+        out_channels=len(bias),
+        depth=1,
+        base_channels=2,
+    )
+    model = build_model(mc)
+    last = None
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                last = m
+        last.bias.copy_(torch.tensor(bias, dtype=torch.float32))
+    cfg = BundleConfig(
+        name=name,
+        task=task,
+        spatial_dims=2,
+        input_mode="2d",
+        model=mc,
+        signal_channels=["yellow", "red"],
+        class_names=class_names,
+        input_transform="ratiometric",
+        normalization="zscore",
+        voxel_size_um=None,
+        patch_shape=[32, 32],
+    )
+    return save_bundle(path / f"{name}.stainfree", model, cfg)
+
+
+@pytest.fixture()
+def bundles(tmp_path):
+    d = tmp_path / "bundles"
+    _fake_bundle(d, "LD", "binary", ["lipid_droplet"], [10.0])
+    _fake_bundle(d, "MITO", "binary", ["mitochondria"], [-10.0])
+    _fake_bundle(d, "VOLUME", "multiclass", ["nucleus", "cytosol", "extracellular"], [0.0, 5.0, 0.0])
+    _fake_bundle(
+        d,
+        "ER",
+        "multiclass",
+        ["background", "er", "nuclear_membrane", "nuclear_reticulum"],
+        [0.0, 0.0, 5.0, 0.0],
+    )
+    return d
+
+
+def _image(shape=(2, 3, 40, 48)):
+    rng = np.random.default_rng(0)
+    return (rng.random(shape) * 100 + 10).astype(np.float32)
+
+
+def test_segment_masks_and_priority(bundles):
+    from stainfree.inference.segment import segment
+    from stainfree.types import ImageMeta
+
+    img = _image()
+    meta = ImageMeta(axes="CZYX", shape=img.shape, dtype="float32", channel_names=("yellow", "red"))
+    masks, labels = segment(bundles, img, meta)
+    assert masks.shape == (15, 3, 40, 48) and masks.dtype == np.uint8
+    assert labels.shape == (3, 40, 48)
+    on = {c for i, c in enumerate(COMPARTMENTS) if masks[i].any()}
+    assert on == {"lipid_droplet", "cytosol", "nuclear_membrane"}
+    assert masks[compartment_id("lipid_droplet") - 1].all()
+    # lipid droplets outrank the nuclear membrane, which outranks the cytosol
+    assert (labels == compartment_id("lipid_droplet")).all()
+
+
+def test_label_map_priority_order():
+    from stainfree.inference.segment import label_map_from_masks
+
+    m = np.zeros((15, 4), np.uint8)
+    m[compartment_id("cytosol") - 1] = 1
+    m[compartment_id("mitochondria") - 1, 1:] = 1
+    m[compartment_id("lipid_droplet") - 1, 2:] = 1
+    labels = label_map_from_masks(m)
+    assert labels.tolist() == [
+        compartment_id("cytosol"),
+        compartment_id("mitochondria"),
+        compartment_id("lipid_droplet"),
+        compartment_id("lipid_droplet"),
+    ]
+
+
+def test_api_segment_writes_named_channels_label_map_and_png(bundles, tmp_path):
+    from stainfree import api
+    from stainfree.io.readers import read_image
+    from stainfree.io.writers import write_ome_tiff
+
+    img = _image()
+    src = write_ome_tiff(
+        tmp_path / "cell.ome.tif", img, "CZYX", voxel_size_um=(0.5, 0.1, 0.1), channel_names=["yellow", "red"]
+    )
+    paths = api.segment(src, bundles, tmp_path / "out")
+    masks, meta = read_image(paths["masks"])
+    assert meta.channel_names == COMPARTMENTS
+    assert masks.shape == (15, 3, 40, 48)
+    labels, lmeta = read_image(paths["labels"])
+    assert labels.shape == (3, 40, 48) and int(labels.max()) == compartment_id("lipid_droplet")
+    assert lmeta.voxel_size_um[1] == pytest.approx(0.1)
+    png = paths["overlay"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
