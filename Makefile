@@ -20,8 +20,9 @@ demo: install
 	$(VENV)/bin/stainfree demo --out $(DEMO_OUT)
 
 test: install
-	$(PY) -m pytest
 	$(PY) -m ruff check src tests benchmarks
+	for b in benchmarks/*.py; do echo "== $$b --quick"; $(PY) $$b --quick || exit 1; done
+	$(PY) -m pytest
 
 lint: install
 	$(PY) -m ruff check src tests benchmarks
@@ -32,7 +33,7 @@ format: install
 	$(PY) -m ruff check --fix src tests benchmarks
 
 bench: install
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

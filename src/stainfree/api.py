@@ -1,7 +1,7 @@
 """The workflows of stainfree as short Python functions; the CLI only wraps these.
 
-Each function wires the lower layers together and returns paths or tables. Heavy libraries are imported inside the
-functions, so importing this module is cheap.
+Each function wires the lower layers together and returns paths or tables. Heavy libraries are imported inside
+the functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# ----- foundation: demo and the report (owner: lead) ---------------------------------------------------------
+
+# ----- foundation: demo and the report (owner: lead)  -------------------------------------------------------
 # <api-foundation>
 def demo(out_dir: str | Path = "demo_output", config: Any = None, *, progress: bool = True) -> Path:
     """Run stainfree end to end on simulated cells and write ``report.html``.
 
-    Simulate fields of digital cells; train one virtual-staining model per structure (bright-field -> fluorescence);
-    predict the held-out fields as a multi-structure composite; evaluate against the noisy and noise-free targets
-    (r, NMSE, exact C_max); train a few organelle networks on Nile Red; segment the held-out fields and score them;
-    quantify segmented and true organelles; assemble the figures and tables into one HTML report.
+    Simulate fields of digital cells; train one virtual-staining model per structure (bright-field ->
+    fluorescence); predict the held-out fields as a multi-structure composite; evaluate against the noisy and
+    noise-free targets (r, NMSE, exact C_max); train a few organelle networks on Nile Red; segment the
+    held-out fields and score them; quantify segmented and true organelles; write the figures and tables as
+    one HTML report.
 
     Parameters
     ----------
@@ -33,8 +35,6 @@ def demo(out_dir: str | Path = "demo_output", config: Any = None, *, progress: b
     Path
         The report.
     """
-    import time
-
     import pandas as pd
 
     from stainfree.config import DemoConfig, load_yaml
@@ -64,12 +64,16 @@ def demo(out_dir: str | Path = "demo_output", config: Any = None, *, progress: b
         montage = _demo_montage(manifest, out / "figures" / "digital_cell.png")
 
     with step("train virtual staining"):
-        bundles = [_demo_train_staining(manifest, s, out / "models" / s, cfg, progress) for s in cfg.structures]
+        bundles = [
+            _demo_train_staining(manifest, s, out / "models" / s, cfg, progress) for s in cfg.structures
+        ]
 
     with step("predict"):
         predictions, merges = [], []
         for row in held_out.itertuples():
-            res = predict(bundles, row.brightfield, out / "predictions" / f"{row.field}.ome.tif", progress=False)
+            res = predict(
+                bundles, row.brightfield, out / "predictions" / f"{row.field}.ome.tif", progress=False
+            )
             predictions.append(res["image"])
             merges.append(res.get("merge"))
 
@@ -93,11 +97,19 @@ def demo(out_dir: str | Path = "demo_output", config: Any = None, *, progress: b
         Section(
             "Virtual staining",
             f"One fnet-style 3D U-Net per structure ({', '.join(cfg.structures)}), trained for "
-            f"{cfg.staining_steps} steps on bright-field -> fluorescence patches, applied to the held-out fields "
-            "with Gaussian-blended sliding windows. r is Pearson's correlation with the noisy target; C_max is the "
-            "exact noise ceiling from the noise-free target, so r / C_max = 1 is as good as the data allow.",
-            figures=[p for p in [merges[0] if merges else None, out / "evaluation" / "slices.png",
-                                 out / "evaluation" / "pearson_r.png"] if p and Path(p).exists()],
+            f"{cfg.staining_steps} steps on bright-field -> fluorescence patches, applied to the held-out "
+            "fields with Gaussian-blended sliding windows. r is Pearson's correlation with the noisy target; "
+            "C_max is the exact noise ceiling from the noise-free target, so r / C_max = 1 is as good as the "
+            "data allow.",
+            figures=[
+                p
+                for p in [
+                    merges[0] if merges else None,
+                    out / "evaluation" / "slices.png",
+                    out / "evaluation" / "pearson_r.png",
+                ]
+                if p and Path(p).exists()
+            ],
             tables=[("Per field and structure", staining)],
         ),
     ]
@@ -114,11 +126,14 @@ def demo(out_dir: str | Path = "demo_output", config: Any = None, *, progress: b
             )
         with step("segment"):
             segmented = [
-                segment(row.nilered, seg_bundles, out / "segmentation", name=row.field) for row in held_out.itertuples()
+                segment(row.nilered, seg_bundles, out / "segmentation", name=row.field)
+                for row in held_out.itertuples()
             ]
             trained = _demo_trained_compartments(cfg.organelle_nets)
             seg_scores = evaluate(
-                [s["masks"] for s in segmented], list(held_out["labels"]), out / "segmentation" / "evaluation",
+                [s["masks"] for s in segmented],
+                list(held_out["labels"]),
+                out / "segmentation" / "evaluation",
                 task="binary",
             )
             seg_scores = seg_scores[seg_scores["structure"].isin(trained)].reset_index(drop=True)
@@ -128,9 +143,10 @@ def demo(out_dir: str | Path = "demo_output", config: Any = None, *, progress: b
         sections.append(
             Section(
                 "Organelles from one dye",
-                f"Catalog networks {', '.join(cfg.organelle_nets)} (attention U-Nets on Nile Red intensity and "
-                f"emission ratio, {cfg.organelle_steps} steps each) segment the held-out fields. Scores are against "
-                "the simulator's exact masks, for the compartments these networks cover.",
+                f"Catalog networks {', '.join(cfg.organelle_nets)} (attention U-Nets on Nile Red "
+                f"intensity and emission ratio, {cfg.organelle_steps} steps each) segment the held-out "
+                "fields. Scores are against the simulator's exact masks, for the compartments these networks "
+                "cover.",
                 figures=[segmented[0]["overlay"], seg_eval / "segmentation_scores_trained.png"],
                 tables=[("Per field and compartment", seg_scores)],
             )
@@ -148,10 +164,11 @@ def demo(out_dir: str | Path = "demo_output", config: Any = None, *, progress: b
             sections.append(
                 Section(
                     "Quantification",
-                    f"Objects of {row['field']}: count, volume, sphericity and emission ratio per compartment, and "
-                    "contacts between compartments, measured on the segmentation and on the exact masks.",
-                    figures=sorted((quant_dir / "segmented").glob("*.png")) + sorted(
-                        p for p in (quant_dir / "truth").glob("*.png") if "contact" in p.name),
+                    f"Objects of {row['field']}: count, volume, sphericity and emission ratio per "
+                    "compartment, and contacts between compartments, measured on the segmentation and on the "
+                    "exact masks.",
+                    figures=sorted((quant_dir / "segmented").glob("*.png"))
+                    + sorted(p for p in (quant_dir / "truth").glob("*.png") if "contact" in p.name),
                     tables=[("Segmented vs true organelles", comparison)],
                 )
             )
@@ -169,7 +186,12 @@ def demo(out_dir: str | Path = "demo_output", config: Any = None, *, progress: b
 
 
 #: Small organelle networks for the demo: 2D attention U-Nets, a few thousand pixels a patch.
-_DEMO_ORGANELLE_NET: dict[str, Any] = {"spatial_dims": 2, "patch_shape": [64, 64], "depth": 2, "base_channels": 8}
+_DEMO_ORGANELLE_NET: dict[str, Any] = {
+    "spatial_dims": 2,
+    "patch_shape": [64, 64],
+    "depth": 2,
+    "base_channels": 8,
+}
 
 
 class _DemoStep:
@@ -206,7 +228,9 @@ def _demo_montage(manifest: Path, path: Path) -> Path:
     from stainfree.simulate.preview import save_montage
 
     params = json.loads((manifest.parent / "simulation.json").read_text())
-    cfg = validate(SimulationConfig, params.get("config", params), source=str(manifest.parent / "simulation.json"))
+    cfg = validate(
+        SimulationConfig, params.get("config", params), source=str(manifest.parent / "simulation.json")
+    )
     return save_montage(simulate_field(cfg, 0), path)
 
 
@@ -225,7 +249,9 @@ def _demo_train_staining(manifest: Path, structure: str, out: Path, cfg: Any, pr
             patch_shape=list(cfg.staining_patch),
             voxel_size_um=None,
         ),
-        model=ModelConfig(architecture="fnet_unet", depth=cfg.staining_depth, base_channels=cfg.staining_channels),
+        model=ModelConfig(
+            architecture="fnet_unet", depth=cfg.staining_depth, base_channels=cfg.staining_channels
+        ),
         train=TrainConfig(
             max_steps=cfg.staining_steps,
             batch_size=cfg.batch_size,
@@ -312,7 +338,6 @@ def info(paths: Any) -> Any:
     return pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
 
 
-
 # ----- digital cell: simulate (owner: simulate) ------------------------------------------------------------
 # <api-simulate>
 def simulate(
@@ -362,7 +387,7 @@ def simulate(
         return write_dataset(cfg, out_dir, progress=lambda done, total: bar.update(task, completed=done))
 
 
-# ----- virtual staining: manifest, train, predict, evaluate ----------------------------------------------------
+# ----- virtual staining: manifest, train, predict, evaluate  ------------------------------------------------
 # (training: manifest, train; owner: training)
 # <api-training>
 def make_manifest(
@@ -676,7 +701,7 @@ def evaluate(
     return table
 
 
-# ----- segmentation: make_masks, segment ------------------------------------------------------------------------
+# ----- segmentation: make_masks, segment  -------------------------------------------------------------------
 # <api-segmentation>
 def _catalog_training_manifest(
     sim_or_manifest: str | Path, net: Any, out_dir: Path, *, splits: tuple[str, ...] = ("train", "val")
@@ -1163,7 +1188,7 @@ def train_fgnet(
     return _publish_bundle(Path(fit(job, progress=progress)), out / f"{name}.stainfree")
 
 
-# ----- quantification: quantify --------------------------------------------------------------------------------
+# ----- quantification: quantify  ----------------------------------------------------------------------------
 # <api-quantify>
 def _quantify_aux(value: Any, name: str, n_frames: int, spatial: tuple[int, ...]) -> Any:
     """An auxiliary image (array or path) as an array of one frame's shape or (T, ...)."""
@@ -1195,8 +1220,10 @@ def _quantify_nilered(value: Any, n_frames: int, spatial: tuple[int, ...]) -> tu
         arr, meta = load_frames_image(value, n_frames, spatial)
         chans = tuple(c.lower() for c in meta.channel_names)
     if arr.ndim != len(spatial) + 2 or arr.shape[1] < 2:
-        raise InputError(str(value) if not isinstance(value, np.ndarray) else "nilered array",
-                         "a Nile Red image needs two channels (yellow, red)")
+        raise InputError(
+            str(value) if not isinstance(value, np.ndarray) else "nilered array",
+            "a Nile Red image needs two channels (yellow, red)",
+        )
     iy = chans.index("yellow") if "yellow" in chans else 0
     ir = chans.index("red") if "red" in chans else 1
     pairs = [intensity_ratio(arr[t, iy], arr[t, ir]) for t in range(arr.shape[0])]

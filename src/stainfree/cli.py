@@ -1,7 +1,7 @@
 """The ``stainfree`` command line: a thin typer shell over :mod:`stainfree.api`.
 
-Heavy libraries are imported inside the commands so that ``stainfree --help`` answers at once. Errors that are the
-user's to fix (:class:`stainfree.errors.StainfreeError`) are printed as one line and exit with code 2.
+Heavy libraries are imported inside the commands so that ``stainfree --help`` answers at once. Errors that are
+the user's to fix (:class:`stainfree.errors.StainfreeError`) are printed as one line and exit with code 2.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import typer
 
 app = typer.Typer(
     name="stainfree",
-    help="In-silico labeling of live cells: virtual staining, one-dye organelle segmentation, quantification.",
+    help="In-silico labeling of live cells: virtual staining, organelles from one dye, quantification.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -39,7 +39,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# ----- foundation: demo and the report (owner: lead) ---------------------------------------------------------
+# ----- foundation: demo and the report (owner: lead)  -------------------------------------------------------
 # <cli-foundation>
 @app.command()
 @friendly
@@ -149,7 +149,7 @@ def simulate(
     typer.echo(f"wrote {manifest}")
 
 
-# ----- virtual staining: manifest, train, predict, evaluate (owner: virtual staining) -------------------------
+# ----- virtual staining: manifest, train, predict, evaluate (owner: virtual staining)  ----------------------
 # (training: manifest, train; owner: training)
 # <cli-training>
 @app.command("manifest")
@@ -294,7 +294,7 @@ def evaluate_cmd(
     typer.echo(f"wrote {out / 'evaluation.csv'}")
 
 
-# ----- segmentation: make-masks, segment (owner: segmentation) ------------------------------------------------
+# ----- segmentation: make-masks, segment (owner: segmentation)  ---------------------------------------------
 # <cli-segmentation>
 
 
@@ -368,7 +368,7 @@ def train_catalog_cmd(
         typer.echo(str(p))
 
 
-# ----- quantification: quantify (owner: quantify) -------------------------------------------------------------
+# ----- quantification: quantify (owner: quantify)  ----------------------------------------------------------
 # <cli-quantify>
 
 

@@ -1,6 +1,7 @@
 """Configuration: pydantic v2 models (``extra="forbid"``) with YAML load and save.
 
-Every top-level configuration carries a ``version`` so that files written by an older stainfree can be recognised.
+Every top-level configuration carries a ``version`` so that files written by an older stainfree can be
+recognised.
 Sections below are grouped by the part of the pipeline that owns them.
 """
 
@@ -55,9 +56,9 @@ def save_yaml(config: BaseModel, path: str | Path) -> Path:
     return write_text(path, text)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Simulation (owner: stainfree.simulate)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 # <simulation-configs>
 
@@ -176,9 +177,9 @@ class SimulationConfig(StrictModel):
         return v
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Data, model, training, prediction (owner: virtual staining machinery, shared by segmentation)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 # <ml-configs>  (training helper: data, model, training, bundle configs)
 
@@ -196,7 +197,7 @@ class AugmentConfig(StrictModel):
     scale_range: tuple[float, float] = Field((0.9, 1.1), description="Range of the random zoom factor.")
     flip_axes: list[int] = Field(
         default_factory=lambda: [-2, -1],
-        description="Spatial axes that may be flipped (negative: from the end)."
+        description="Spatial axes that may be flipped (negative: from the end).",
     )
     gain_range: tuple[float, float] = Field(
         (0.75, 1.5), description="Range of a random multiplicative intensity gain (1, 1 switches it off)."
@@ -214,18 +215,18 @@ class DataConfig(StrictModel):
     manifest: Path | None = Field(None, description="Manifest CSV (paths relative to the CSV are allowed).")
     signal_column: str = Field(
         "signal",
-        description="Manifest column of the input images (e.g. 'brightfield' for a simulator manifest)."
+        description="Manifest column of the input images (e.g. 'brightfield' for a simulator manifest).",
     )
     target_column: str = Field(
         "target", description="Manifest column of the target images (e.g. 'fluorescence' or 'labels')."
     )
     signal_channels: list[ChannelRef] | None = Field(
         None,
-        description="Input channels by name or index; None = all (a manifest column may override per row)."
+        description="Input channels by name or index; None = all (a manifest column may override per row).",
     )
     target_channels: list[ChannelRef] | None = Field(
         None,
-        description="Target channels by name or index; None = all (a manifest column may override per row)."
+        description="Target channels by name or index; None = all (a manifest column may override per row).",
     )
     class_names: list[str] | None = Field(None, description="Names of the output classes (segmentation).")
     input_mode: Literal["3d", "2d", "zstack_to_2d"] = Field(
@@ -411,7 +412,7 @@ class BundleConfig(StrictModel):
     )
     normalization_stats: list[ChannelStats] = Field(
         default_factory=list,
-        description="Per network-input channel statistics averaged over the training images."
+        description="Per network-input channel statistics averaged over the training images.",
     )
     target_normalization: Literal["zscore", "percentile", "none"] = Field(
         "none", description="How regression targets were normalized (predictions are in these units)."
@@ -440,9 +441,7 @@ class PredictConfig(StrictModel):
         description="Tile (z, y, x) or (y, x); rounded up to what the network needs. None = the training "
         "patch or 32x128x128 (3D) / 256x256 (2D), whichever is larger.",
     )
-    overlap: float = Field(
-        0.25, ge=0.0, lt=1.0, description="Fraction of a tile shared with its neighbours."
-    )
+    overlap: float = Field(0.25, ge=0.0, lt=1.0, description="Fraction of a tile shared with its neighbours.")
     sw_batch_size: int = Field(1, ge=1, description="Tiles per forward pass.")
     bf16: bool = Field(False, description="bfloat16 autocast for the network (output stays float32).")
     device: str = Field("cpu", description="Torch device of the network ('cpu', 'cuda', 'cuda:1').")
@@ -455,9 +454,7 @@ class EvaluateConfig(StrictModel):
     task: Literal["regression", "binary", "multiclass"] = Field(
         "regression", description="What was predicted."
     )
-    threshold: float = Field(
-        0.5, gt=0.0, lt=1.0, description="Probability threshold of binary predictions."
-    )
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Probability threshold of binary predictions.")
     nmse_scale: Literal["truth_zscore", "both_zscore", "none"] = Field(
         "truth_zscore",
         description="Intensity scale of the NMSE: truth z-scored and prediction as is (stainfree "
@@ -465,9 +462,9 @@ class EvaluateConfig(StrictModel):
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Segmentation: ratiometric preprocessing, organelle catalog (owner: segmentation)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 # <segmentation-configs>
 
@@ -546,9 +543,9 @@ class OrganelleCatalog(StrictModel):
         raise KeyError(f"no network of catalog {self.catalog_version} segments {compartment!r}")
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Quantification (owner: stainfree.quantify)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 # <quantify-configs>
 
@@ -600,28 +597,33 @@ class QuantifyConfig(StrictModel):
         return None
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # The demo (owner: lead)
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 
 class DemoConfig(StrictModel):
-    """The end-to-end demo on simulated cells: sizes and budgets chosen to run in a few minutes on 2 CPU cores."""
+    """The end-to-end demo on simulated cells: sizes and budgets for a few minutes on 2 CPU cores."""
 
     version: int = Field(CONFIG_VERSION, description="Configuration format version.")
     seed: int = Field(0, ge=0, description="Seed of the simulation and of every training run.")
-    n_fields: int = Field(6, ge=2, description="Simulated fields; the last quarter (at least one) is held out.")
+    n_fields: int = Field(
+        6, ge=2, description="Simulated fields; the last quarter (at least one) is held out."
+    )
     shape: tuple[int, int, int] = Field((32, 128, 128), description="Field size (z, y, x) in voxels.")
     structures: list[str] = Field(
         ["dna", "membrane"], min_length=1, description="Virtual-staining targets (one model each)."
     )
     staining_steps: int = Field(150, ge=1, description="Training steps of each virtual-staining model.")
-    staining_patch: list[int] = Field([16, 64, 64], description="Training patch (z, y, x) of the staining models.")
+    staining_patch: list[int] = Field(
+        [16, 64, 64], description="Training patch (z, y, x) of the staining models."
+    )
     staining_depth: int = Field(3, ge=1, description="U-Net depth of the staining models.")
     staining_channels: int = Field(16, ge=1, description="U-Net base channels of the staining models.")
     batch_size: int = Field(4, ge=1, description="Patches per training step.")
     organelle_nets: list[str] = Field(
-        ["LD", "MITO", "VOLUME"], description="Catalog networks trained for the segmentation step (empty: skip)."
+        ["LD", "MITO", "VOLUME"],
+        description="Catalog networks trained for the segmentation step (empty: skip).",
     )
     organelle_steps: int = Field(120, ge=1, description="Training steps of each organelle network.")
     quantify: bool = Field(True, description="Quantify the segmented (and the true) organelles.")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TypedDict
 
 import numpy as np
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     """What a network predicts."""
 
     regression = "regression"

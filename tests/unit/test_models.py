@@ -36,9 +36,12 @@ def test_unet_shapes_any_depth(dims, depth):
 def test_unet_no_final_activation_and_size_check():
     net = UNet(1, 1, spatial_dims=2, depth=2, base_channels=4).eval()
     assert isinstance(net.head, (nn.Conv2d,))
-    with torch.no_grad():
-        y = net(torch.randn(1, 1, 8, 8) * 10)
-    assert y.min() < 0 < y.max()  # unbounded: no ReLU/sigmoid at the end
+    x = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # the head's bias passes straight to the output: no ReLU/sigmoid/tanh at the end
+        net.head.bias.fill_(-100.0)
+        assert net(x).max() < -50
+        net.head.bias.fill_(100.0)
+        assert net(x).min() > 50
     with pytest.raises(ValueError, match="divisible"):
         net(torch.randn(1, 1, 10, 8))
 

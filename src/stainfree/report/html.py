@@ -15,9 +15,13 @@ from stainfree.io.atomic import write_text
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:0.9em;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f0f0f0}img{max-width:100%;margin:0.5em 0;border:1px solid #ddd}.note{color:#666;font-size:0.9em}
+h1{border-bottom:2px solid #444}
+h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:0.9em;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f0f0f0}
+img{max-width:100%;margin:0.5em 0;border:1px solid #ddd}
+.note{color:#666;font-size:0.9em}
 """
 
 
@@ -50,8 +54,10 @@ def _img(path: str | os.PathLike) -> str:
 
 def render_html(title: str, sections: Sequence[Section], footer: str = "") -> str:
     """Render sections to one HTML document (figures embedded, so the file stands alone)."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+    ]
     for sec in sections:
         parts.append(f"<h2>{html.escape(sec.title)}</h2>")
         for para in filter(None, (p.strip() for p in sec.text.split("\n\n"))):
