@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -14,14 +12,6 @@ from stainfree.config import TrainingJob, load_yaml
 from stainfree.io.writers import write_ome_tiff
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _data(root, n=3):

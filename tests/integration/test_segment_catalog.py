@@ -9,17 +9,6 @@ import torch
 from stainfree.types import COMPARTMENTS, compartment_id
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads can be 100x slower per op."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _fake_bundle(path, name, task, class_names, bias):
     """A tiny attention U-Net whose output is the constant ``bias`` (all weights zero)."""
     from stainfree.config import BundleConfig, ModelConfig

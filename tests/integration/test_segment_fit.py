@@ -3,19 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from scipy import ndimage
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads can be 100x slower per op."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _ratio_field(seed, shape=(64, 64), n=14):

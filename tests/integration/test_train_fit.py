@@ -15,15 +15,6 @@ from stainfree.models.registry import build_model, encoder_parameter_names
 from stainfree.train.fit import fit, fit_arrays
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets on a shared CPU run fastest (and steadiest) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _pairs(n=3, shape=(1, 16, 32, 32), seed=0):
     rng = np.random.default_rng(seed)
     sig = [rng.normal(size=shape).astype(np.float32) for _ in range(n)]

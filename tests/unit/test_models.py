@@ -14,14 +14,6 @@ from stainfree.models.registry import build_model, encoder_parameter_names, enco
 from stainfree.models.unet import UNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("dims,depth", [(2, 1), (2, 3), (3, 1), (3, 2)])
 def test_unet_shapes_any_depth(dims, depth):
     net = UNet(2, 3, spatial_dims=dims, depth=depth, base_channels=4).eval()
