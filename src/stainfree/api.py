@@ -35,14 +35,9 @@ def demo(out_dir: str | Path = "demo_output", config: Any = None, *, progress: b
     Path
         The report.
     """
-    from stainfree.config import DemoConfig, load_yaml
+    from stainfree.config import DemoConfig, resolve
 
-    if config is None:
-        cfg = DemoConfig()
-    elif isinstance(config, (str, Path)):
-        cfg = load_yaml(DemoConfig, config)
-    else:
-        cfg = config
+    cfg = resolve(DemoConfig, config)
     if cfg.threads is None:
         return _demo_run(cfg, Path(out_dir), progress)
     import torch
@@ -383,17 +378,10 @@ def simulate(
     Path
         The manifest path.
     """
-    from stainfree.config import SimulationConfig, load_yaml, validate
+    from stainfree.config import SimulationConfig, resolve
     from stainfree.simulate import write_dataset
 
-    if config is None:
-        cfg = SimulationConfig()
-    elif isinstance(config, (str, Path)):
-        cfg = load_yaml(SimulationConfig, config)
-    else:
-        cfg = config
-    if overrides:
-        cfg = validate(SimulationConfig, {**cfg.model_dump(), **overrides}, source="simulate options")
+    cfg = resolve(SimulationConfig, config, source="simulate options", **overrides)
     if not progress:
         return write_dataset(cfg, out_dir)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -1305,17 +1293,12 @@ def quantify(
     import numpy as np
     import pandas as pd
 
-    from stainfree.config import QuantifyConfig, load_yaml
+    from stainfree.config import QuantifyConfig, resolve
     from stainfree.io.writers import write_json
     from stainfree.quantify.figures import write_figures, write_tables
     from stainfree.quantify.inputs import dataset_fields
 
-    if config is None:
-        cfg = QuantifyConfig()
-    elif isinstance(config, (str, Path)):
-        cfg = load_yaml(QuantifyConfig, config)
-    else:
-        cfg = config
+    cfg = resolve(QuantifyConfig, config)
     fields = None if isinstance(masks, np.ndarray) else dataset_fields(masks)
     if fields:  # a simulated data set: every field, tables stacked with a "field" column
         per_field, metas = {}, []

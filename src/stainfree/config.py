@@ -50,6 +50,24 @@ def validate(cls: type[M], data: dict[str, Any], source: str = "configuration") 
         raise ConfigError(f"{source}: {problems}") from None
 
 
+def resolve(
+    cls: type[M], config: M | str | Path | None = None, source: str = "options", **overrides: Any
+) -> M:
+    """A configuration from an instance, a YAML path or None (the defaults), with ``overrides`` validated in.
+
+    ``source`` names the overrides in an error message (e.g. ``"simulate options"``).
+    """
+    if config is None:
+        cfg = cls()
+    elif isinstance(config, str | Path):
+        cfg = load_yaml(cls, config)
+    else:
+        cfg = config
+    if overrides:
+        cfg = validate(cls, {**cfg.model_dump(), **overrides}, source=source)
+    return cfg
+
+
 def save_yaml(config: BaseModel, path: str | Path) -> Path:
     """Save a configuration as YAML (atomically) and return the path."""
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,60 @@
+"""`stainfree demo` end to end on a tiny configuration: every step runs and the report holds its parts."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from stainfree.cli import app
+
+TINY = {
+    "n_fields": 3,
+    "shape": [16, 64, 64],
+    "staining_steps": 3,
+    "staining_patch": [8, 16, 16],
+    "staining_depth": 2,
+    "staining_channels": 4,
+    "batch_size": 2,
+    "organelle_nets": ["LD"],
+    "organelle_steps": 3,
+}
+
+
+def test_demo_writes_report_with_every_step(tmp_path):
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--config", str(cfg), "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = out / "report.html"
+    assert report.is_file() and str(report) in result.output
+    html = report.read_text()
+    titles = re.findall(r"<h2>(.*?)</h2>", html)
+    assert titles == ["The digital cell", "Virtual staining", "Organelles from one dye", "Quantification", "Run"]
+    assert html.count("<img") >= 6  # montage, merge, slices, r box plot, overlay, scores, quantification figures
+
+    staining = pd.read_csv(out / "evaluation" / "evaluation.csv")
+    assert set(staining["structure"]) == {"dna", "membrane"}
+    assert np.isfinite(staining["pearson_r"]).all()
+    assert ((staining["c_max"] > 0.5) & (staining["c_max"] <= 1)).all()  # exact, from the noise-free targets
+    assert (staining["c_max_method"] == "clean").all()
+
+    seg = pd.read_csv(out / "segmentation" / "evaluation" / "evaluation_trained.csv")
+    assert set(seg["structure"]) == {"lipid_droplet"}  # only what the demo trained is scored
+    assert seg[["precision", "recall", "f1"]].apply(lambda c: c.between(0, 1)).all().all()
+
+    counts = pd.read_csv(out / "quantification" / "segmented_vs_truth.csv")
+    assert list(counts["structure"]) == ["lipid_droplet"]
+    assert counts["count_true"].iloc[0] >= 1
+
+
+def test_demo_rejects_unknown_config_key(tmp_path):
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "n_feilds": 2}))
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--config", str(cfg), "--quiet"])
+    assert result.exit_code == 2
+    assert "n_feilds" in result.output
