@@ -34,8 +34,9 @@ def test_demo_writes_report_with_every_step(tmp_path):
     assert report.is_file() and str(report) in result.output
     html = report.read_text()
     titles = re.findall(r"<h2>(.*?)</h2>", html)
-    assert titles == ["The digital cell", "Virtual staining", "Organelles from one dye", "Quantification", "Run"]
-    assert html.count("<img") >= 6  # montage, merge, slices, r box plot, overlay, scores, quantification figures
+    expected = ["The digital cell", "Virtual staining", "Organelles from one dye", "Quantification", "Run"]
+    assert titles == expected
+    assert html.count("<img") >= 6  # montage, merge, slices, r box plot, overlay, scores, quantification
 
     staining = pd.read_csv(out / "evaluation" / "evaluation.csv")
     assert set(staining["structure"]) == {"dna", "membrane"}
