@@ -412,16 +412,9 @@ def make_manifest(
     CSV's folder when they lie below it, absolute otherwise. ``signal_channels`` / ``target_channels`` (e.g.
     ``"dna"`` or ``"yellow;red"``) fill the per-row channel columns. Returns the CSV path.
     """
-    import os
-
     from stainfree.io.manifest import build_manifest, write_manifest
 
     df = build_manifest(signal, target, test_fraction=test_fraction, seed=seed)
-    root = Path(out).resolve().parent
-    for col in ("signal", "target"):
-        df[col] = [
-            os.path.relpath(p, root) if Path(p).resolve().is_relative_to(root) else str(p) for p in df[col]
-        ]
     if signal_channels:
         df.insert(2, "signal_channels", signal_channels)
     if target_channels:

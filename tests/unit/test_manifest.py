@@ -97,3 +97,24 @@ def test_manifest_from_simulation(tmp_path):
     validate_manifest(
         sim, DataConfig(signal_column="brightfield", target_column="fluorescence", target_channels=["dna"])
     )
+
+
+def test_write_manifest_keeps_paths_relative_to_the_working_directory_findable(tmp_path, monkeypatch):
+    """A path relative to the current directory is stored so that read_manifest finds the same file."""
+    import pandas as pd
+
+    from stainfree.io.manifest import read_manifest, write_manifest
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "targets").mkdir(parents=True)
+    (tmp_path / "out" / "targets" / "t.tif").write_bytes(b"x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "s.tif").write_bytes(b"x")
+    df = pd.DataFrame({"signal": ["elsewhere/s.tif"], "target": ["out/targets/t.tif"], "split": ["train"]})
+    path = write_manifest(df, "out/targets/manifest.csv")
+    stored = pd.read_csv(path)
+    assert stored["target"][0] == "t.tif"  # below the CSV: relative to it, so the folder can move
+    assert stored["signal"][0] == str(tmp_path / "elsewhere" / "s.tif")  # outside: absolute
+    back = read_manifest(path)
+    assert back["target"][0] == str(tmp_path / "out" / "targets" / "t.tif")
+    assert back["signal"][0] == str(tmp_path / "elsewhere" / "s.tif")

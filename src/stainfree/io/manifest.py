@@ -386,10 +386,25 @@ def manifest_from_simulation(
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a manifest CSV atomically (paths as given) and return the path."""
+    """Write a manifest CSV atomically and return the path.
+
+    Paths in ``df`` are taken as Python opens them (absolute, or relative to the current directory). They are
+    stored relative to the CSV's folder when they lie below it (the folder can then move as a whole), absolute
+    otherwise, so that :func:`read_manifest`, which resolves against the CSV's folder, finds the same files.
+    """
     from stainfree.io.atomic import atomic_path
 
     path = Path(path)
+    root = path.resolve().parent
+    df = df.copy()
+    for col in (c for c in PATH_COLUMNS if c in df.columns):
+        df[col] = [_portable(v, root) if v else v for v in df[col]]
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     return path
+
+
+def _portable(value: str | os.PathLike, root: Path) -> str:
+    """``value`` relative to ``root`` when below it, else absolute."""
+    p = Path(value).resolve()
+    return os.path.relpath(p, root) if p.is_relative_to(root) else str(p)
