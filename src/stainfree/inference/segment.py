@@ -39,7 +39,7 @@ __all__ = [
 #: Fixed RGB colour (0-255) of each compartment in overlays, in COMPARTMENTS order.
 COMPARTMENT_COLORS: dict[str, tuple[int, int, int]] = {
     "nucleus": (70, 90, 200),
-    "cytosol": (60, 60, 60),
+    "cytosol": (150, 110, 60),
     "extracellular": (0, 0, 0),
     "er": (0, 170, 170),
     "nuclear_membrane": (120, 160, 255),
@@ -51,7 +51,7 @@ COMPARTMENT_COLORS: dict[str, tuple[int, int, int]] = {
     "early_endosome": (255, 120, 200),
     "late_endosome": (200, 0, 200),
     "lysosome": (255, 140, 0),
-    "plasma_membrane": (255, 255, 255),
+    "plasma_membrane": (0, 255, 255),
     "filopodia": (150, 255, 200),
 }
 
