@@ -344,6 +344,9 @@ def run(quick: bool) -> dict[str, Any]:
             "val_patches": 4,
             # Dice + CE: within ~500 steps, weighted BCE/CE converges to "no rare organelle anywhere"
             "loss": "dice_ce",
+            # uniform patches: centring half of them on foreground (0.5) helped lipid droplets but hurt the
+            # plasma membrane and filopodia and left the small organelles at 0 (mean F1 0.287 vs 0.319)
+            "foreground_fraction": 0.0,
         }
         # 1. all 10 nets, intensity + ratio (--quick: LD trained, the other nets untrained, as a smoke test)
         t0 = time.perf_counter()

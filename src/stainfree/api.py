@@ -760,6 +760,7 @@ def catalog_training_job(
     init_from: str | Path | None = None,
     freeze_encoder: bool = False,
     loss: str | None = None,
+    foreground_fraction: float = 0.0,
 ) -> Any:
     """The TrainingJob of one catalog network: the LiCAI recipe through the shared
     :func:`stainfree.train.fit.fit`.
@@ -773,7 +774,9 @@ def catalog_training_job(
     0.75-1.5
     on the intensity channel only, never on the ratio). Patch 24x256x256 (3D) / 256x256 (2D) unless given.
     Keyword arguments override the catalog (``loss="dice_ce"`` trains rare structures faster on a short budget
-    but ignores the class weights).
+    but ignores the class weights). ``foreground_fraction`` of the training patches are centred on a voxel of
+    one of the net's structures (drawn uniformly); off by default: in the benchmark 0.5 raised lipid-droplet
+    F1 (0.76 -> 0.83) but lowered plasma membrane and filopodia, and left the small organelles at 0.
     """
     from stainfree.catalog import load_catalog
     from stainfree.config import AugmentConfig, DataConfig, ModelConfig, TrainConfig, TrainingJob
@@ -794,6 +797,7 @@ def catalog_training_job(
         input_transform=transform,
         normalization="zscore",
         patch_shape=list(patch_shape),
+        foreground_fraction=foreground_fraction,
     )
     model = ModelConfig(
         architecture=cat.architecture,

@@ -296,6 +296,15 @@ class DataConfig(StrictModel):
         description="Fraction of training images held out for validation when the manifest has no 'val' rows "
         "(with a single image, validation patches come from it).",
     )
+    foreground_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of the training patches centred on a foreground voxel of the target (binary: "
+        "target > 0; multiclass: a class drawn uniformly among the labels > 0 present, then one of its "
+        "voxels), so that rare structures are seen; 0 = uniform patches only. Validation patches stay "
+        "uniform.",
+    )
     use_split_column: bool = Field(
         True,
         description="Use the manifest's split column: train rows train, val rows validate, test rows are "

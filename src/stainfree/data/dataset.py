@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from stainfree.data.patching import patch_slices, sample_patch, sample_rng
+from stainfree.data.patching import foreground_index, patch_slices, sample_patch, sample_rng
 from stainfree.data.preprocess import pad_to_min_shape, prepare_input_with_stats, prepare_target
 
 
@@ -115,6 +115,12 @@ class PatchDataset(Dataset):
         ``augment(sample, seed) -> sample`` (:class:`stainfree.data.augment.Augmenter`).
     stream : int
         Independent patch streams (training 0, validation 1) from the same seed.
+    foreground_fraction : float
+        Share of the patches centred on a foreground voxel of the target (classes drawn uniformly among
+        those present); the per-class voxel lists are computed once here. 0 = uniform patches only.
+    multiclass : bool, optional
+        Whether one-channel integer targets are label maps (see
+        :func:`stainfree.data.patching.foreground_index`); None decides from the dtype.
     """
 
     def __init__(
@@ -128,6 +134,8 @@ class PatchDataset(Dataset):
         start: int = 0,
         augment: Any = None,
         stream: int = 0,
+        foreground_fraction: float = 0.0,
+        multiclass: bool | None = None,
     ) -> None:
         self.spatial_dims = len(patch_shape)
         self.patch3 = (
@@ -141,13 +149,28 @@ class PatchDataset(Dataset):
         self.start = int(start)
         self.augment = augment
         self.stream = int(stream)
+        if not 0.0 <= float(foreground_fraction) <= 1.0:
+            raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
+        self.foreground_fraction = float(foreground_fraction)
+        self.foreground = (
+            [foreground_index(t, multiclass=multiclass) for t in self.targets]
+            if self.foreground_fraction > 0
+            else None
+        )
 
     def __len__(self) -> int:
         return self.length
 
     def location(self, i: int) -> tuple[int, tuple[int, ...]]:
         """Image index and start corner (z, y, x) of item ``i``."""
-        return sample_patch(self.seed + 7919 * self.stream, self.start + int(i), self.shapes, self.patch3)
+        return sample_patch(
+            self.seed + 7919 * self.stream,
+            self.start + int(i),
+            self.shapes,
+            self.patch3,
+            foreground=self.foreground,
+            foreground_fraction=self.foreground_fraction,
+        )
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < self.length:

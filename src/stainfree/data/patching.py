@@ -3,7 +3,8 @@
 Patches are drawn uniformly across the images (an image is chosen with probability proportional to its number
 of voxels) and uniformly in space. Each patch is a pure function of ``(seed, index)``: the same global sample
 index always gives the same patch, which is what lets a resumed training see exactly the batches an
-uninterrupted one would have seen.
+uninterrupted one would have seen. With a ``foreground_fraction`` > 0, that share of the patches is centred on
+a voxel of a class of the target (classes drawn uniformly), so that rare structures are seen at all.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ def image_weights(image_shapes: Sequence[Sequence[int]]) -> np.ndarray:
 
 
 def sample_patch(
-    seed: int, index: int, image_shapes: Sequence[Sequence[int]], patch_shape: Sequence[int]
+    seed: int,
+    index: int,
+    image_shapes: Sequence[Sequence[int]],
+    patch_shape: Sequence[int],
+    *,
+    foreground: Sequence[Sequence[np.ndarray]] | None = None,
+    foreground_fraction: float = 0.0,
 ) -> tuple[int, tuple[int, ...]]:
     """The patch of global sample ``index``: which image and the patch's start corner.
 
@@ -45,6 +52,11 @@ def sample_patch(
         Spatial shapes of the images (each at least ``patch_shape``).
     patch_shape : sequence of int
         Spatial patch shape, same length as each image shape.
+    foreground : sequence of sequence of ndarray, optional
+        Per image, per class, flat voxel indices of that class (:func:`foreground_index`).
+    foreground_fraction : float
+        Probability that the patch is centred on a foreground voxel (a class drawn uniformly among those
+        present in the chosen image, then one of its voxels); 0 gives exactly the uniform patches.
 
     Returns
     -------
@@ -61,8 +73,68 @@ def sample_patch(
         raise ValueError(f"patch {tuple(patch_shape)} and image {tuple(shape)} differ in dimensions")
     if any(p > s for p, s in zip(patch_shape, shape, strict=True)):
         raise ValueError(f"patch {tuple(patch_shape)} larger than image {tuple(shape)}")
+    if foreground_fraction > 0 and foreground is not None:
+        fg_rng = sample_rng(seed, index, stream=1)
+        if fg_rng.random() < foreground_fraction:
+            present = [c for c in foreground[image] if len(c) > 0]
+            if present:
+                coords = present[int(fg_rng.integers(len(present)))]
+                centre = np.unravel_index(int(coords[int(fg_rng.integers(len(coords)))]), tuple(shape))
+                return image, centred_start(centre, shape, patch_shape)
     start = tuple(int(rng.integers(0, s - p + 1)) for s, p in zip(shape, patch_shape, strict=True))
     return image, start
+
+
+def centred_start(
+    centre: Sequence[int], image_shape: Sequence[int], patch_shape: Sequence[int]
+) -> tuple[int, ...]:
+    """Start corner of the patch centred on ``centre``, clipped so the patch stays inside the image."""
+    return tuple(
+        int(min(max(int(c) - p // 2, 0), s - p))
+        for c, s, p in zip(centre, image_shape, patch_shape, strict=True)
+    )
+
+
+def foreground_index(
+    target: np.ndarray, *, multiclass: bool | None = None, max_per_class: int = 200_000
+) -> list[np.ndarray]:
+    """Flat spatial indices of the foreground voxels of one (C, Z, Y, X) target, one array per class.
+
+    Parameters
+    ----------
+    target : ndarray
+        (C, ...) target. One integer channel is a label map: one class per label > 0. Otherwise each
+        channel is a class and its voxels > 0 are foreground.
+    multiclass : bool, optional
+        Force the label-map (True) or per-channel (False) reading; None decides from the dtype and channels.
+    max_per_class : int
+        Keep at most this many evenly spaced voxels per class (memory bound; deterministic).
+
+    Returns
+    -------
+    list of ndarray
+        int64 flat indices into ``target.shape[1:]``, one array per class (classes absent from the target
+        are left out).
+    """
+    target = np.asarray(target)
+    if multiclass is None:
+        multiclass = target.shape[0] == 1 and np.issubdtype(target.dtype, np.integer)
+    out: list[np.ndarray] = []
+    if multiclass:
+        flat = target[0].ravel()
+        order = np.argsort(flat, kind="stable")
+        values, starts = np.unique(flat[order], return_index=True)
+        ends = np.append(starts[1:], flat.size)
+        groups = [order[a:b] for v, a, b in zip(values, starts, ends, strict=True) if v > 0]
+    else:
+        groups = [np.flatnonzero(np.asarray(ch) > 0) for ch in target]
+    for g in groups:
+        if g.size == 0:
+            continue
+        if g.size > max_per_class:
+            g = g[np.linspace(0, g.size - 1, max_per_class).astype(np.int64)]
+        out.append(np.ascontiguousarray(g, dtype=np.int64))
+    return out
 
 
 def patch_slices(start: Sequence[int], patch_shape: Sequence[int]) -> tuple[slice, ...]:

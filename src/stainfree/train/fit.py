@@ -391,6 +391,8 @@ def _fit_prepared(
         length=remaining * tc.batch_size,
         start=start_step * tc.batch_size,
         augment=augmenter,
+        foreground_fraction=dc.foreground_fraction,
+        multiclass=tc.task == "multiclass",
     )
     val_ds = PatchDataset(val.signals, val.targets, patch, seed=tc.seed, length=tc.val_patches, stream=1)
     loader_kw = {"num_workers": tc.num_workers, "persistent_workers": tc.num_workers > 0}
