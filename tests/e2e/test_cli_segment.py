@@ -3,47 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy import ndimage
 from typer.testing import CliRunner
 
 from stainfree.cli import app
 
 runner = CliRunner()
-
-
-def _constant_bundle(path, name, task, class_names, bias):
-    from stainfree.config import BundleConfig, ModelConfig
-    from stainfree.models.bundle import save_bundle
-    from stainfree.models.registry import build_model
-
-    mc = ModelConfig(
-        architecture="attention_unet",
-        spatial_dims=2,
-        in_channels=2,
-        out_channels=len(bias),
-        depth=1,
-        base_channels=2,
-    )
-    model = build_model(mc)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-        last.bias.copy_(torch.tensor(bias, dtype=torch.float32))
-    cfg = BundleConfig(
-        name=name,
-        task=task,
-        spatial_dims=2,
-        input_mode="2d",
-        model=mc,
-        signal_channels=["yellow", "red"],
-        class_names=class_names,
-        input_transform="ratiometric",
-        voxel_size_um=None,
-        patch_shape=[16, 16],
-    )
-    return save_bundle(path / f"{name}.stainfree", model, cfg)
 
 
 def test_make_masks_cli(tmp_path):
@@ -74,16 +39,14 @@ def test_make_masks_cli(tmp_path):
     assert missing.exit_code == 2 and "not found" in missing.output
 
 
-def test_segment_cli_writes_three_files(tmp_path):
+def test_segment_cli_writes_three_files(tmp_path, constant_bundle):
     from stainfree.io.readers import read_image
     from stainfree.io.writers import write_ome_tiff
     from stainfree.types import COMPARTMENTS, compartment_id
 
     bdir = tmp_path / "bundles"
-    _constant_bundle(bdir, "PERO", "binary", ["peroxisome"], [8.0])
-    _constant_bundle(
-        bdir, "PM", "multiclass", ["background", "plasma_membrane", "filopodia"], [0.0, 0.0, 6.0]
-    )
+    constant_bundle(bdir, "PERO", "binary", ["peroxisome"], [8.0])
+    constant_bundle(bdir, "PM", "multiclass", ["background", "plasma_membrane", "filopodia"], [0.0, 0.0, 6.0])
     img = (np.random.default_rng(0).random((2, 2, 24, 20)) * 50 + 5).astype(np.float32)
     src = write_ome_tiff(tmp_path / "nr.ome.tif", img, "CZYX", channel_names=["yellow", "red"])
     res = runner.invoke(app, ["segment", str(src), "--bundles", str(bdir), "--out", str(tmp_path / "out")])

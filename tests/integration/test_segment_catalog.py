@@ -4,62 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from stainfree.types import COMPARTMENTS, compartment_id
 
 
-def _fake_bundle(path, name, task, class_names, bias):
-    """A tiny attention U-Net whose output is the constant ``bias`` (all weights zero)."""
-    from stainfree.config import BundleConfig, ModelConfig
-    from stainfree.models.bundle import save_bundle
-    from stainfree.models.registry import build_model
-
-    mc = ModelConfig(
-        architecture="attention_unet",
-        spatial_dims=2,
-        in_channels=2,
-        out_channels=len(bias),
-        depth=1,
-        base_channels=2,
-    )
-    model = build_model(mc)
-    last = None
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                last = m
-        last.bias.copy_(torch.tensor(bias, dtype=torch.float32))
-    cfg = BundleConfig(
-        name=name,
-        task=task,
-        spatial_dims=2,
-        input_mode="2d",
-        model=mc,
-        signal_channels=["yellow", "red"],
-        class_names=class_names,
-        input_transform="ratiometric",
-        normalization="zscore",
-        voxel_size_um=None,
-        patch_shape=[32, 32],
-    )
-    return save_bundle(path / f"{name}.stainfree", model, cfg)
-
-
 @pytest.fixture()
-def bundles(tmp_path):
+def bundles(tmp_path, constant_bundle):
     d = tmp_path / "bundles"
-    _fake_bundle(d, "LD", "binary", ["lipid_droplet"], [10.0])
-    _fake_bundle(d, "MITO", "binary", ["mitochondria"], [-10.0])
-    _fake_bundle(d, "VOLUME", "multiclass", ["nucleus", "cytosol", "extracellular"], [0.0, 5.0, 0.0])
-    _fake_bundle(
+    patch = (32, 32)
+    constant_bundle(d, "LD", "binary", ["lipid_droplet"], [10.0], patch)
+    constant_bundle(d, "MITO", "binary", ["mitochondria"], [-10.0], patch)
+    constant_bundle(
+        d, "VOLUME", "multiclass", ["nucleus", "cytosol", "extracellular"], [0.0, 5.0, 0.0], patch
+    )
+    constant_bundle(
         d,
         "ER",
         "multiclass",
         ["background", "er", "nuclear_membrane", "nuclear_reticulum"],
         [0.0, 0.0, 5.0, 0.0],
+        patch,
     )
     return d
 
