@@ -38,18 +38,19 @@ ABLATION = ["EE", "GOLGI", "MITO", "LD"]
 FINE_TUNE = ["MITO", "VOLUME"]
 
 FULL = {
-    "shape": (10, 128, 128),
-    "cells": (3, 4),
-    "n_train": 6,  # 4 train + 2 val
+    "shape": (16, 192, 192),  # 20 x 20 um at 0.108 um, 4.6 um deep: cells of natural size and height
+    "cells": (2, 3),
+    "n_train": 8,  # 6 train + 2 val
     "n_test": 2,
     "n_second": 3,  # second microscope: 2 for fine-tuning, 1 test
-    "steps": 500,
-    "ft_steps": 60,
+    "steps": 1500,
+    "ft_steps": 100,
     "patch": [64, 64],
-    "depth": 2,
-    "base": 8,
+    "depth": 3,
+    "base": 16,
     "batch": 4,
-    "lr": 3e-3,  # Adam; 1e-4 (the catalog recipe) barely moves in 500 steps
+    "val_patches": 16,
+    "lr": 3e-3,  # Adam; 1e-4 (the catalog recipe) barely moves in a CPU budget
     "nuclei_steps": 100,
     "nuclei_ft_steps": 40,
 }
@@ -65,6 +66,7 @@ QUICK = {
     "depth": 1,
     "base": 2,
     "batch": 1,
+    "val_patches": 1,
     "lr": 1e-3,
     "nuclei_steps": 1,
     "nuclei_ft_steps": 1,
@@ -75,7 +77,7 @@ def _simulate(out: Path, n: int, shape: tuple, cells: tuple, seed: int, **kw: An
     from stainfree.config import SimulationConfig
     from stainfree.simulate import write_dataset
 
-    val_fraction = kw.pop("val_fraction", 0.34 if n > 2 else 0.5)
+    val_fraction = kw.pop("val_fraction", 2 / n if n > 2 else 0.5)  # two validation fields
     cfg = SimulationConfig(
         n_fields=n,
         shape=shape,
@@ -117,12 +119,9 @@ def _fields(manifest: Path, splits: tuple[str, ...] | None = None) -> list[dict]
 
 def _truth(labels: np.ndarray, compartment: str, catalog: Any) -> np.ndarray:
     """The truth mask of a compartment as its catalog net is trained (from_labels of its class)."""
-    from stainfree.types import compartment_id
+    from stainfree.catalog import compartment_truth
 
-    net = catalog.network_of(compartment)
-    cls = next(c for c in net.classes if c.name == compartment)
-    ids = [compartment_id(n) for n in (cls.from_labels or [cls.name])]
-    return np.isin(labels, ids)
+    return compartment_truth(catalog, compartment, labels)
 
 
 def _scores(
@@ -133,12 +132,14 @@ def _scores(
     ``keep`` (a dict) receives the masks and label map of the first field.
     """
     from stainfree.evaluate.metrics import segmentation_scores
-    from stainfree.inference.segment import segment
+    from stainfree.inference.segment import find_bundles, segment
     from stainfree.types import compartment_id
 
     truths: dict[str, list] = {c: [] for c in compartments}
     preds: dict[str, list] = {c: [] for c in compartments}
     seconds, voxels = 0.0, 0
+    bundles = find_bundles(bundles)  # loaded once, outside the timing (as for the baseline)
+    segment(bundles, fields[0]["nilered"], fields[0]["meta"], catalog=catalog.catalog_version)  # warm-up
     for f in fields:
         t0 = time.perf_counter()
         masks, labels = segment(bundles, f["nilered"], f["meta"], catalog=catalog.catalog_version)
@@ -341,12 +342,10 @@ def run(quick: bool) -> dict[str, Any]:
             "batch_size": s["batch"],
             "lr": s["lr"],
             "val_every_n_steps": max(1, s["steps"] // 3),
-            "val_patches": 4,
-            # Dice + CE: within ~500 steps, weighted BCE/CE converges to "no rare organelle anywhere"
+            "val_patches": s["val_patches"],
+            # batch Dice + weighted CE: within a CPU budget, weighted BCE/CE alone converges to "no rare
+            # organelle anywhere"; foreground sampling: the catalog's per-net share
             "loss": "dice_ce",
-            # uniform patches: centring half of them on foreground (0.5) helped lipid droplets but hurt the
-            # plasma membrane and filopodia and left the small organelles at 0 (mean F1 0.287 vs 0.319)
-            "foreground_fraction": 0.0,
         }
         # 1. all 10 nets, intensity + ratio (--quick: LD trained, the other nets untrained, as a smoke test)
         t0 = time.perf_counter()

@@ -158,8 +158,9 @@ def _demo_run(cfg: Any, out: Path, progress: bool) -> Path:
                 f"intensity and emission ratio, {cfg.organelle_steps} steps each, loss "
                 f"{cfg.organelle_loss or 'of the catalog'}, learning rate {cfg.organelle_lr:g}) segment the "
                 "held-out fields. Scores are against the simulator's exact masks, for the compartments these "
-                "networks cover. This is a short CPU budget: the large compartments are learned first, "
-                "small organelles need longer training.",
+                "networks cover, each as the catalog defines it (the cytosol includes the organelles in it, "
+                "the nucleus its nuclear reticulum). This is a short CPU budget: benchmarks/segmentation.py "
+                "trains all ten networks longer.",
                 figures=[segmented[0]["overlay"], seg_eval / "segmentation_scores_trained.png"],
                 tables=[("Per field and compartment", seg_scores)],
             )
@@ -202,7 +203,7 @@ def _demo_run(cfg: Any, out: Path, progress: bool) -> Path:
 _DEMO_ORGANELLE_NET: dict[str, Any] = {
     "spatial_dims": 2,
     "patch_shape": [64, 64],
-    "depth": 2,
+    "depth": 3,  # the nucleus needs context: depth 2 called it cytosol
     "base_channels": 8,
 }
 
@@ -563,7 +564,9 @@ def _truth_for_segmentation(target: Any, t_meta: Any, names: list[str], task: st
     """Truth masks (binary, (C, ...)) or a class map (multiclass, (...)) for the prediction's classes.
 
     A single-channel integer target whose values are compartment ids (the simulator's ``labels.ome.tif``) is
-    mapped onto the predicted compartments by name.
+    mapped onto the predicted compartments by name: binary masks as the organelle catalog defines each
+    compartment (:func:`stainfree.catalog.compartment_truth`, e.g. cytosol with its organelles), a class map
+    by each voxel's own label.
     """
     import numpy as np
 
@@ -574,7 +577,12 @@ def _truth_for_segmentation(target: Any, t_meta: Any, names: list[str], task: st
     by_compartment = label_map and fg and all(n in COMPARTMENTS for n in fg)
     if task == "binary":
         if by_compartment:
-            return np.stack([target[0] == (compartment_id(n) if n in COMPARTMENTS else 0) for n in names])
+            from stainfree.catalog import compartment_truth, load_catalog
+
+            cat = load_catalog()
+            empty = np.zeros(target.shape[1:], dtype=bool)
+            masks = [compartment_truth(cat, n, target[0]) if n in COMPARTMENTS else empty for n in names]
+            return np.stack(masks)
         return _match_channels(target, t_meta, names, source) > 0
     labels = target[0]
     if by_compartment:
@@ -760,7 +768,7 @@ def catalog_training_job(
     init_from: str | Path | None = None,
     freeze_encoder: bool = False,
     loss: str | None = None,
-    foreground_fraction: float = 0.0,
+    foreground_fraction: float | None = None,
 ) -> Any:
     """The TrainingJob of one catalog network: the LiCAI recipe through the shared
     :func:`stainfree.train.fit.fit`.
@@ -773,10 +781,11 @@ def catalog_training_job(
     ``max_epochs``; on-the-fly augmentation of image and masks together (rotation, scale 0.9-1.1, gain
     0.75-1.5
     on the intensity channel only, never on the ratio). Patch 24x256x256 (3D) / 256x256 (2D) unless given.
-    Keyword arguments override the catalog (``loss="dice_ce"`` trains rare structures faster on a short budget
-    but ignores the class weights). ``foreground_fraction`` of the training patches are centred on a voxel of
-    one of the net's structures (drawn uniformly); off by default: in the benchmark 0.5 raised lipid-droplet
-    F1 (0.76 -> 0.83) but lowered plasma membrane and filopodia, and left the small organelles at 0.
+    Keyword arguments override the catalog (``loss="dice_ce"``, batch Dice plus the weighted BCE/CE, trains
+    rare structures faster on a short budget). ``foreground_fraction`` (default: the net's, 0.5 for the
+    small organelles in the packaged catalog) of the training and validation patches are centred on a voxel
+    of one of the net's structures (drawn uniformly; every class of a net without background class,
+    label 0 included).
     """
     from stainfree.catalog import load_catalog
     from stainfree.config import AugmentConfig, DataConfig, ModelConfig, TrainConfig, TrainingJob
@@ -797,7 +806,11 @@ def catalog_training_job(
         input_transform=transform,
         normalization="zscore",
         patch_shape=list(patch_shape),
-        foreground_fraction=foreground_fraction,
+        foreground_fraction=net.foreground_fraction if foreground_fraction is None else foreground_fraction,
+        # a net whose classes fill the volume (no background) has label 0 as a class of its own
+        foreground_labels=None
+        if net.task == "binary" or net.background_class
+        else list(range(net.n_outputs)),
     )
     model = ModelConfig(
         architecture=cat.architecture,
@@ -1229,7 +1242,7 @@ def _quantify_nilered(value: Any, n_frames: int, spatial: tuple[int, ...]) -> tu
         )
     iy = chans.index("yellow") if "yellow" in chans else 0
     ir = chans.index("red") if "red" in chans else 1
-    pairs = [intensity_ratio(arr[t, iy], arr[t, ir]) for t in range(arr.shape[0])]
+    pairs = [intensity_ratio(arr[t, iy], arr[t, ir], offset="auto") for t in range(arr.shape[0])]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 

@@ -265,6 +265,12 @@ class DataConfig(StrictModel):
         description="'ratiometric': inputs are (intensity, ratio) from the two signal channels "
         "[yellow, red]; 'intensity_only': the intensity alone.",
     )
+    ratio_offset: float | tuple[float, float] | Literal["auto"] | None = Field(
+        "auto",
+        description="Ratiometric: background level (camera offset + medium) subtracted from the yellow and "
+        "red channels before intensity and ratio: a number, one per channel, 'auto' (estimated from each "
+        "image) or None (channels already background-corrected).",
+    )
     ratio_background_threshold: float | None = Field(
         None, description="Ratiometric: intensity below which the ratio is set to 0 (None = automatic)."
     )
@@ -301,9 +307,14 @@ class DataConfig(StrictModel):
         ge=0.0,
         le=1.0,
         description="Share of the training patches centred on a foreground voxel of the target (binary: "
-        "target > 0; multiclass: a class drawn uniformly among the labels > 0 present, then one of its "
-        "voxels), so that rare structures are seen; 0 = uniform patches only. Validation patches stay "
-        "uniform.",
+        "target > 0; multiclass: a class drawn uniformly among the foreground labels present, then one of "
+        "its voxels), so that rare structures are seen; 0 = uniform patches only. The fixed validation "
+        "patches are drawn the same way, so that a sparse structure is in them at all.",
+    )
+    foreground_labels: list[int] | None = Field(
+        None,
+        description="Multi-class: the label values foreground sampling centres patches on (None: every "
+        "label > 0; list label 0 too when it is a class of its own rather than background).",
     )
     use_split_column: bool = Field(
         True,
@@ -373,7 +384,11 @@ class TrainConfig(StrictModel):
     monitor: Literal["val_loss", "val_f1"] = Field(
         "val_loss", description="Metric of the best checkpoint and of the plateau schedule."
     )
-    export: Literal["best", "last"] = Field("best", description="Weights written to the bundle.")
+    export: Literal["best", "last"] = Field(
+        "best",
+        description="Weights written to the bundle: the best checkpoint by 'monitor', or the last step. With "
+        "monitor 'val_f1', a best F1 of 0 (nothing found at any check) exports the last step.",
+    )
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
     precision: Literal["32", "bf16-mixed"] = Field("32", description="Numerical precision.")
     accelerator: str = Field("auto", description="Lightning accelerator ('cpu', 'gpu', 'auto').")
@@ -427,6 +442,9 @@ class BundleConfig(StrictModel):
     class_names: list[str] | None = Field(None, description="Output class names (segmentation).")
     input_transform: Literal["none", "ratiometric", "intensity_only"] = Field(
         "none", description="Input transform."
+    )
+    ratio_offset: float | tuple[float, float] | Literal["auto"] | None = Field(
+        "auto", description="Ratiometric channel offset subtracted first."
     )
     ratio_background_threshold: float | None = Field(None, description="Ratiometric background threshold.")
     ratio_clip_percentile: float = Field(99.9, description="Ratiometric clip percentile.")
@@ -531,6 +549,13 @@ class CatalogNetwork(StrictModel):
         default_factory=lambda: [24, 256, 256], description="Training patch (z, y, x) in 3D or (y, x) in 2D."
     )
     loss: Literal["bce", "ce", "dice_ce"] | None = Field(None, description="Loss; None = bce (binary) / ce.")
+    foreground_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of the training patches centred on one of the net's structures (a class drawn "
+        "uniformly, then one of its voxels): rare organelles are otherwise missing from most patches.",
+    )
 
     @property
     def n_outputs(self) -> int:
@@ -658,8 +683,9 @@ class DemoConfig(StrictModel):
     organelle_steps: int = Field(400, ge=1, description="Training steps of each organelle network.")
     organelle_loss: Literal["bce", "ce", "dice_ce"] | None = Field(
         "dice_ce",
-        description="Loss of the organelle networks (None: the catalog's weighted BCE/CE). Dice + CE learns "
-        "rare organelles within a short CPU budget, where the weighted losses still predict nothing.",
+        description="Loss of the organelle networks (None: the catalog's weighted BCE/CE). Batch Dice + "
+        "weighted CE learns rare organelles within a short CPU budget, where the weighted losses alone still "
+        "predict nothing.",
     )
     organelle_lr: float = Field(3e-3, gt=0, description="Learning rate of the organelle networks.")
     threads: int | None = Field(

@@ -95,6 +95,29 @@ def test_api_evaluate_multiclass_against_simulator_label_map(tmp_path):
     assert binary.set_index("structure").loc["nucleus", "iou"] == 1.0
 
 
+def test_binary_masks_scored_by_the_catalog_definition_of_each_compartment(tmp_path):
+    from stainfree import api
+    from stainfree.io.writers import write_ome_tiff
+    from stainfree.types import compartment_id
+
+    labels = np.full((1, 8, 8), compartment_id("cytosol"), dtype=np.uint8)
+    labels[:, :2] = compartment_id("extracellular")
+    labels[:, 2:4, 2:4] = compartment_id("mitochondria")  # inside the cytoplasm
+    labels[:, 6:, 6:] = compartment_id("nuclear_reticulum")  # inside the nucleus
+    masks = np.zeros((3, 1, 8, 8), dtype=np.uint8)
+    masks[0, :, 2:] = 1  # cytosol: the whole cytoplasm, the mitochondrion in it included
+    masks[0, :, 6:, 6:] = 0
+    masks[1, :, 2:4, 2:4] = 1  # mitochondria
+    masks[2, :, 6:, 6:] = 1  # nucleus, with its nuclear reticulum
+    pred = write_ome_tiff(
+        tmp_path / "m.ome.tif", masks, "CZYX", channel_names=["cytosol", "mitochondria", "nucleus"]
+    )
+    target = write_ome_tiff(tmp_path / "labels.ome.tif", labels, "ZYX")
+    t = api.evaluate(pred, target, tmp_path / "ev", task="binary").set_index("structure")
+    assert t.loc["cytosol", "f1"] == 1.0 and t.loc["mitochondria", "f1"] == 1.0
+    assert t.loc["nucleus", "f1"] == 1.0
+
+
 def test_api_evaluate_regression_with_controls(tmp_path):
     from stainfree import api
     from stainfree.io.writers import write_ome_tiff

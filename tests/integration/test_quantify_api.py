@@ -51,8 +51,9 @@ def write_field(folder, lab, inst, cells):
     write_ome_tiff(folder / "labels.ome.tif", lab, "ZYX", voxel_size_um=VOX)
     write_ome_tiff(folder / "instances.ome.tif", inst, "CZYX", voxel_size_um=VOX, channel_names=COMPARTMENTS)
     write_ome_tiff(folder / "cells.ome.tif", cells, "ZYX", voxel_size_um=VOX)
-    yellow = np.where(lab == compartment_id("lipid_droplet"), 100.0, 10.0).astype(np.float32)
-    red = np.where(lab == compartment_id("lipid_droplet"), 20.0, 20.0).astype(np.float32)
+    # a camera offset of 100 counts in both channels; the droplets emit 100 yellow and 20 red above it
+    yellow = np.where(lab == compartment_id("lipid_droplet"), 200.0, 100.0).astype(np.float32)
+    red = np.where(lab == compartment_id("lipid_droplet"), 120.0, 100.0).astype(np.float32)
     write_ome_tiff(folder / "nilered.ome.tif", np.stack([yellow, red]), "CZYX", voxel_size_um=VOX,
                    channel_names=["yellow", "red"])  # fmt: skip
     (folder / "field.json").write_text(json.dumps({"voxel_size_um": list(VOX), "objects": []}))

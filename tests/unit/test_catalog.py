@@ -62,3 +62,20 @@ def test_broken_catalog_is_config_error(tmp_path):
     path.write_text("version: 1\nnetworks: []\n")
     with pytest.raises(ConfigError):
         load_catalog(path)
+
+
+def test_catalog_jobs_sample_rare_organelles_and_every_volume_class(tmp_path):
+    from stainfree import api
+
+    cat = load_catalog()
+    pero = api.catalog_training_job(cat.network_of("peroxisome"), tmp_path / "m.csv", tmp_path, catalog=cat)
+    assert pero.data.foreground_fraction == cat.network_of("peroxisome").foreground_fraction > 0
+    assert pero.data.foreground_labels is None
+    forced = api.catalog_training_job(
+        cat.network_of("peroxisome"), tmp_path / "m.csv", tmp_path, catalog=cat, foreground_fraction=0.0
+    )
+    assert forced.data.foreground_fraction == 0.0
+    volume = api.catalog_training_job(cat.network_of("nucleus"), tmp_path / "m.csv", tmp_path, catalog=cat)
+    assert volume.data.foreground_labels == [0, 1, 2]  # the nucleus is label 0 of the VOLUME net
+    er = api.catalog_training_job(cat.network_of("er"), tmp_path / "m.csv", tmp_path, catalog=cat)
+    assert er.data.foreground_labels is None  # label 0 is background

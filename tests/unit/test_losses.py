@@ -70,3 +70,20 @@ def test_validation_f1_counts():
     c = confusion_counts(ml, lab, "multiclass", 3)
     assert c.tolist() == [[2, 0, 0], [0, 0, 1]]
     assert f1_from_counts(c) == pytest.approx(0.5)
+
+
+def test_binary_dice_ce_pools_the_batch_and_weights_positives():
+    from monai.losses import DiceLoss
+
+    target = torch.zeros(2, 1, 4, 4)
+    target[1, 0, :2, :2] = 1.0  # patch 0 has nothing of the structure, patch 1 has four voxels
+    logits = torch.full((2, 1, 4, 4), -2.0)
+    logits[1, 0, :2, :2] = 2.0
+    plain = build_loss("dice_ce", task="binary")(logits, target).item()
+    pooled = DiceLoss(sigmoid=True, batch=True)(logits, target).item()
+    per_patch = DiceLoss(sigmoid=True, batch=False)(logits, target).item()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target).item()
+    assert plain == pytest.approx(pooled + bce, rel=1e-5)
+    assert pooled < 0.5 < per_patch  # per patch, the empty patch's Dice is ~1 whatever the net predicts
+    weighted = build_loss("dice_ce", task="binary", pos_weight=5.0)(logits, target).item()
+    assert weighted > plain  # the missed part of each positive voxel counts five times

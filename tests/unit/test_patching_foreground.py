@@ -149,3 +149,17 @@ def test_fraction_out_of_range_and_empty_target_fall_back():
     assert [empty.location(i) for i in range(5)] == [
         _uniform_reference(0, i, SHAPES[:1], PATCH) for i in range(5)
     ]
+
+
+def test_foreground_labels_can_include_label_zero():
+    # a net whose classes fill the volume (nucleus 0, cytosol 1, outside 2): label 0 is a class too
+    labels = np.full((1, 2, 8, 8), 2, np.int64)
+    labels[0, :, 2:4, 2:4] = 0
+    labels[0, :, 5:7, 5:7] = 1
+    default = foreground_index(labels, multiclass=True)
+    assert len(default) == 2  # labels 1 and 2 only
+    every = foreground_index(labels, multiclass=True, labels=[0, 1, 2])
+    assert len(every) == 3
+    assert sorted(np.unravel_index(every[0], (2, 8, 8))[1].tolist()) == [2, 2, 2, 2, 3, 3, 3, 3]
+    only_zero = foreground_index(labels, multiclass=True, labels=[0])
+    assert len(only_zero) == 1 and only_zero[0].size == 8

@@ -141,6 +141,20 @@ def test_ratiometric_input_gives_intensity_and_ratio():
     assert prepare_input(yr, only, meta).shape == (1, 3, 16, 16)
 
 
+def test_ratiometric_input_subtracts_the_configured_offset():
+    yr = np.full((2, 2, 8, 8), 100.0, np.float32)  # camera offset 100
+    yr[0, :, 2:6, 2:6] += 20.0
+    yr[1, :, 2:6, 2:6] += 40.0  # R / Y = 2 above the offset
+    meta = _meta(yr.shape, names=("yellow", "red"))
+    base = {"signal_channels": ["yellow", "red"], "input_transform": "ratiometric", "voxel_size_um": None}
+    raw = prepare_input(yr, DataConfig(**base, ratio_offset=None, normalization="none"), meta)
+    fixed = prepare_input(yr, DataConfig(**base, ratio_offset=100.0, normalization="none"), meta)
+    auto = prepare_input(yr, DataConfig(**base, normalization="none"), meta)  # default: "auto"
+    assert raw[1, 0, 4, 4] == pytest.approx(140 / 120)
+    assert fixed[1, 0, 4, 4] == pytest.approx(2.0) and auto[1, 0, 4, 4] == pytest.approx(2.0)
+    assert fixed[0, 0, 4, 4] == pytest.approx(30.0) and fixed[1, 0, 0, 0] == 0.0
+
+
 def test_channel_indices_by_name_and_index():
     assert channel_indices(["b", 0, "-1"], ("a", "b", "c"), 3) == [1, 0, 2]
     with pytest.raises(InputError, match="out of range"):

@@ -9,6 +9,7 @@ import pytest
 
 from stainfree.data.ratiometric import (
     auto_background_threshold,
+    estimate_offset,
     intensity_ratio,
     li_threshold,
     otsu_threshold,
@@ -110,3 +111,44 @@ def test_li_threshold_matches_skimage():
 
     v = np.log1p(np.random.default_rng(2).gamma(2.0, 10.0, 5000))
     assert li_threshold(v) == pytest.approx(threshold_li(v), rel=0.02)
+
+
+def test_camera_offset_subtracted_before_the_ratio():
+    # true ratio 2 on a camera offset of 100: without subtraction R/Y = 140 / 120, with it 40 / 20
+    y = np.array([120.0, 100.0])
+    r = np.array([140.0, 100.0])
+    _, raw = intensity_ratio(y, r, background_threshold=0, clip_percentile=None)
+    intensity, ratio = intensity_ratio(y, r, offset=100.0, background_threshold=0, clip_percentile=None)
+    assert raw[0] == pytest.approx(140 / 120)
+    assert ratio[0] == pytest.approx(2.0)
+    np.testing.assert_allclose(intensity, [30.0, 0.0])
+    assert ratio[1] == 0.0  # nothing left after the offset: Y = 0, ratio 0, never NaN
+    _, per_channel = intensity_ratio(
+        y, r, offset=(110.0, 100.0), background_threshold=0, clip_percentile=None
+    )
+    assert per_channel[0] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="offset"):
+        intensity_ratio(y, r, offset="median")
+
+
+def test_auto_offset_recovers_the_ratio_of_a_noisy_field():
+    rng = np.random.default_rng(1)
+    y = rng.normal(100.0, 2.0, (64, 64))
+    r = rng.normal(100.0, 2.0, (64, 64))
+    y[16:48, 16:48] += 40.0
+    r[16:48, 16:48] += 60.0  # ratio 1.5 above the offset
+    assert estimate_offset(y) == pytest.approx(100.0, abs=0.5)
+    _, ratio = intensity_ratio(y, r, offset="auto", clip_percentile=None)
+    assert np.median(ratio[20:44, 20:44]) == pytest.approx(1.5, rel=0.03)
+    assert np.all(ratio[:8, :8] == 0)
+    _, raw = intensity_ratio(y, r, clip_percentile=None)
+    assert np.median(raw[20:44, 20:44]) == pytest.approx(160 / 140, rel=0.03)
+
+
+def test_auto_offset_of_a_field_without_background_and_of_empty_input():
+    rng = np.random.default_rng(2)
+    packed = 100.0 + rng.uniform(20.0, 200.0, (64, 64))  # cells everywhere: no background voxels at all
+    off = estimate_offset(packed)
+    assert packed.min() <= off < np.median(packed)  # the dimmest stained level: pass the offset when known
+    assert estimate_offset(np.array([])) == 0.0
+    assert estimate_offset(np.full((4, 4), np.nan)) == 0.0

@@ -129,3 +129,29 @@ def network_target(net: CatalogNetwork, labels: np.ndarray) -> np.ndarray:
         ids = [compartment_id(n) for n in (c.from_labels or [c.name])]
         out[np.isin(lab, ids)] = i + offset
     return out
+
+
+def compartment_truth(catalog: OrganelleCatalog, compartment: str, labels: np.ndarray) -> np.ndarray:
+    """Truth mask of one compartment from a simulator label map, as the catalog's network learns it.
+
+    The segmented masks follow the catalog's definitions (the VOLUME net's cytosol is the whole cytoplasm
+    with the organelles in it, its nucleus includes the nuclear reticulum), so they are scored against the
+    same definitions.
+
+    Parameters
+    ----------
+    catalog : OrganelleCatalog
+        The catalog.
+    compartment : str
+        One of the 15 compartments.
+    labels : ndarray of int
+        Semantic label map (value = compartment id 1..15).
+
+    Returns
+    -------
+    ndarray of bool
+        Same shape as ``labels``.
+    """
+    net = catalog.network_of(compartment)
+    cls = next(c for c in net.classes if c.name == compartment)
+    return np.isin(np.asarray(labels), [compartment_id(n) for n in (cls.from_labels or [cls.name])])

@@ -121,6 +121,8 @@ class PatchDataset(Dataset):
     multiclass : bool, optional
         Whether one-channel integer targets are label maps (see
         :func:`stainfree.data.patching.foreground_index`); None decides from the dtype.
+    foreground_labels : sequence of int, optional
+        Label maps: the labels patches are centred on (None: every label > 0).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class PatchDataset(Dataset):
         stream: int = 0,
         foreground_fraction: float = 0.0,
         multiclass: bool | None = None,
+        foreground_labels: Sequence[int] | None = None,
     ) -> None:
         self.spatial_dims = len(patch_shape)
         self.patch3 = (
@@ -153,7 +156,7 @@ class PatchDataset(Dataset):
             raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
         self.foreground_fraction = float(foreground_fraction)
         self.foreground = (
-            [foreground_index(t, multiclass=multiclass) for t in self.targets]
+            [foreground_index(t, multiclass=multiclass, labels=foreground_labels) for t in self.targets]
             if self.foreground_fraction > 0
             else None
         )

@@ -96,7 +96,11 @@ def centred_start(
 
 
 def foreground_index(
-    target: np.ndarray, *, multiclass: bool | None = None, max_per_class: int = 200_000
+    target: np.ndarray,
+    *,
+    multiclass: bool | None = None,
+    labels: Sequence[int] | None = None,
+    max_per_class: int = 200_000,
 ) -> list[np.ndarray]:
     """Flat spatial indices of the foreground voxels of one (C, Z, Y, X) target, one array per class.
 
@@ -107,6 +111,9 @@ def foreground_index(
         channel is a class and its voxels > 0 are foreground.
     multiclass : bool, optional
         Force the label-map (True) or per-channel (False) reading; None decides from the dtype and channels.
+    labels : sequence of int, optional
+        Label map: the label values that count as foreground (e.g. ``[0, 1, 2]`` when every class, label 0
+        included, fills part of the volume); None: every label > 0.
     max_per_class : int
         Keep at most this many evenly spaced voxels per class (memory bound; deterministic).
 
@@ -125,7 +132,8 @@ def foreground_index(
         order = np.argsort(flat, kind="stable")
         values, starts = np.unique(flat[order], return_index=True)
         ends = np.append(starts[1:], flat.size)
-        groups = [order[a:b] for v, a, b in zip(values, starts, ends, strict=True) if v > 0]
+        keep = (lambda v: v > 0) if labels is None else (lambda v: int(v) in {int(k) for k in labels})
+        groups = [order[a:b] for v, a, b in zip(values, starts, ends, strict=True) if keep(v)]
     else:
         groups = [np.flatnonzero(np.asarray(ch) > 0) for ch in target]
     for g in groups:

@@ -314,6 +314,7 @@ def prepare_input_with_stats(
         intensity, ratio = intensity_ratio(
             x[0],
             x[1],
+            offset=_get(cfg, "ratio_offset", "auto"),
             background_threshold=_get(cfg, "ratio_background_threshold"),
             clip_percentile=_get(cfg, "ratio_clip_percentile", 99.9),
         )

@@ -7,7 +7,10 @@ From the two emission channels Y and R we form two network inputs:
 * ``intensity = (Y + R) / 2`` -- how much dye is there;
 * ``ratio = R / Y`` -- the polarity of its surroundings, independent of the amount of dye.
 
-The ratio is only meaningful where there is signal, so it is set to 0 in the background.
+The camera adds an offset (and the medium a dim background) to both channels alike; left in, it pulls every
+ratio towards 1 and hides the dye's spectral shift. So each channel's background level is subtracted first
+(estimated from the image, or given). The ratio is only meaningful where there is signal, so it is set to 0
+in the background.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ import numpy as np
 
 from stainfree.errors import InputError
 
-__all__ = ["auto_background_threshold", "intensity_ratio", "li_threshold", "otsu_threshold"]
+__all__ = [
+    "auto_background_threshold",
+    "estimate_offset",
+    "intensity_ratio",
+    "li_threshold",
+    "otsu_threshold",
+]
 
 
 def otsu_threshold(values: np.ndarray, nbins: int = 256) -> float:
@@ -108,10 +117,46 @@ def auto_background_threshold(intensity: np.ndarray) -> float:
     return float(np.expm1(li_threshold(np.log1p(np.clip(v, 0, None)))))
 
 
+def estimate_offset(channel: np.ndarray, min_background_fraction: float = 0.05) -> float:
+    """Background level of one fluorescence channel (camera offset plus medium background), in its units.
+
+    The median of the voxels that :func:`auto_background_threshold` calls background, when they are at least
+    ``min_background_fraction`` of the image; otherwise (a field packed with cells) the 1st percentile of the
+    channel smoothed over 2 voxels. In a field without any background the estimate is the level of the
+    dimmest stained voxels, not the camera offset: pass the offset as a number when it is known.
+
+    Parameters
+    ----------
+    channel : ndarray
+        One channel, any shape; non-finite values are ignored.
+    min_background_fraction : float
+        Smallest fraction of background voxels for which their median is used.
+
+    Returns
+    -------
+    float
+        The level (0.0 for an empty input).
+    """
+    v = np.asarray(channel, dtype=np.float32)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return 0.0
+    v = np.where(finite, v, 0.0).astype(np.float32)
+    t = auto_background_threshold(v)
+    back = v[(v < t) & finite]
+    if back.size >= min_background_fraction * v.size and back.size > 0:
+        return float(np.median(back))
+    from scipy import ndimage
+
+    smooth = ndimage.uniform_filter(v, size=5 if v.ndim <= 2 else (1,) * (v.ndim - 2) + (5, 5))
+    return float(np.percentile(smooth[finite], 1.0))
+
+
 def intensity_ratio(
     yellow: np.ndarray,
     red: np.ndarray,
     *,
+    offset: float | tuple[float, float] | str | None = None,
     background_threshold: float | None = None,
     clip_percentile: float | None = 99.9,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +165,12 @@ def intensity_ratio(
     Parameters
     ----------
     yellow, red : ndarray
-        The two emission channels, same shape (any number of dimensions). Negative values (after background
-        subtraction) are clipped to 0; NaN/Inf are treated as 0.
+        The two emission channels, same shape (any number of dimensions). NaN/Inf are treated as 0; values
+        that are negative after the offset is subtracted are clipped to 0.
+    offset : float, (float, float), "auto" or None
+        Background level subtracted from each channel first (camera offset + medium): one number for both,
+        one per channel (yellow, red), "auto" (:func:`estimate_offset` of each channel), or None (nothing
+        subtracted: the channels are already background-corrected).
     background_threshold : float, optional
         Intensity below which a voxel is background and gets ratio 0. Default: automatic
         (:func:`auto_background_threshold`, Li's threshold of log intensity). Pass 0 to keep every voxel
@@ -155,6 +204,15 @@ def intensity_ratio(
         )
     y = np.nan_to_num(y.astype(np.float32, copy=True), nan=0.0, posinf=0.0, neginf=0.0)
     r = np.nan_to_num(r.astype(np.float32, copy=True), nan=0.0, posinf=0.0, neginf=0.0)
+    if isinstance(offset, str):
+        if offset != "auto":
+            raise ValueError(f"offset must be a number, two numbers, 'auto' or None, got {offset!r}")
+        y -= estimate_offset(y)
+        r -= estimate_offset(r)
+    elif offset is not None:
+        oy, orr = (offset, offset) if np.isscalar(offset) else tuple(offset)  # type: ignore[misc]
+        y -= float(oy)
+        r -= float(orr)
     np.clip(y, 0, None, out=y)
     np.clip(r, 0, None, out=r)
     intensity = (y + r) / 2

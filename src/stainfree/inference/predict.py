@@ -207,6 +207,11 @@ def _window_runner(
     return run
 
 
+def border_margin(roi: Sequence[int]) -> tuple[int, ...]:
+    """Voxels of mirrored context beyond the image border per axis: 1/8 of the tile (0 for flat axes)."""
+    return tuple(0 if r <= 1 else max(1, int(r) // 8) for r in roi)
+
+
 def _predict_spatial(
     runner: Callable[[np.ndarray], np.ndarray],
     x: Any,
@@ -228,14 +233,25 @@ def _predict_spatial(
         roi, halo = (1, *roi), (0, *halo)
     shape = tuple(x.shape[1:])
     _, blocks = _block_grid(shape, roi, halo, max_block_voxels)
+    margin = border_margin(roi)
     for core in blocks:
         ext = tuple(_extent(a, b, h, r, s) for (a, b), h, r, s in zip(core, halo, roi, shape, strict=True))
         read = x[(slice(None), *(slice(a, b) for a, b in ext))]
         block = np.asarray(read.compute() if hasattr(read, "compute") else read, dtype=np.float32)
+        # where the block meets the image border, mirror the image outwards: no output voxel then sits at the
+        # network's zero-padded edge (a net trained on patches can paint a line along the border)
+        pads = [
+            (min(m if a == 0 else 0, b - a - 1), min(m if b == s else 0, b - a - 1))
+            for (a, b), m, s in zip(ext, margin, shape, strict=True)
+        ]
+        if any(p for pair in pads for p in pair):
+            block = np.pad(block, [(0, 0), *pads], mode="reflect")
         if planes:
             pred = np.moveaxis(runner(np.moveaxis(block, 1, 0)), 0, 1)
         else:
             pred = runner(block)
+        keep = tuple(slice(p0, p0 + b - a) for (p0, _), (a, b) in zip(pads, ext, strict=True))
+        pred = pred[(slice(None), *keep)]
         inner = tuple(slice(a - ea, b - ea) for (a, b), (ea, _) in zip(core, ext, strict=True))
         out = get_out(pred.shape[0])
         out[(*out_index, slice(None), *(slice(a, b) for a, b in core))] = pred[(slice(None), *inner)]

@@ -134,6 +134,18 @@ def _progress(enabled: bool, total: int, what: str) -> Iterator[Any]:
 # ----- the run ----------------------------------------------------------------------------------------------
 
 
+def use_best_checkpoint(export: str, monitor: str, best_path: Any, best_score: Any) -> bool:
+    """Whether the bundle gets the best checkpoint's weights rather than the last step's.
+
+    Only for ``export == "best"`` with an existing best checkpoint; and not when the monitor is
+    ``val_f1`` and its best value is 0: no check found anything, so the first checkpoint with F1 0 is
+    no better than the last weights (which have trained longest).
+    """
+    if export != "best" or not best_path or not Path(best_path).is_file():
+        return False
+    return not (monitor == "val_f1" and best_score is not None and float(best_score) <= 0.0)
+
+
 def fit(job: TrainingJob, *, resume: bool = False, progress: bool = True) -> Path:
     """Train the network a :class:`~stainfree.config.TrainingJob` describes and write its bundle.
 
@@ -393,8 +405,21 @@ def _fit_prepared(
         augment=augmenter,
         foreground_fraction=dc.foreground_fraction,
         multiclass=tc.task == "multiclass",
+        foreground_labels=dc.foreground_labels,
     )
-    val_ds = PatchDataset(val.signals, val.targets, patch, seed=tc.seed, length=tc.val_patches, stream=1)
+    # the same fixed validation patches at every check; centred on foreground as often as the training
+    # patches, so that a sparse structure is present in them at all
+    val_ds = PatchDataset(
+        val.signals,
+        val.targets,
+        patch,
+        seed=tc.seed,
+        length=tc.val_patches,
+        stream=1,
+        foreground_fraction=dc.foreground_fraction,
+        multiclass=tc.task == "multiclass",
+        foreground_labels=dc.foreground_labels,
+    )
     loader_kw = {"num_workers": tc.num_workers, "persistent_workers": tc.num_workers > 0}
     train_dl = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=False, drop_last=True, **loader_kw)
     val_dl = DataLoader(val_ds, batch_size=tc.batch_size, shuffle=False, **loader_kw)
@@ -472,7 +497,7 @@ def _fit_prepared(
     export_model = module.model
     exported = "last"
     best_path = best_cb.best_model_path or _existing(ckpt_dir / "best.ckpt")
-    if tc.export == "best" and best_path and Path(best_path).is_file():
+    if use_best_checkpoint(tc.export, tc.monitor, best_path, best_cb.best_model_score):
         export_model = build_model(model_cfg)
         export_model.load_state_dict(_model_state(best_path))
         exported = "best"
@@ -508,6 +533,7 @@ def _fit_prepared(
         target_channels=info.get("target_channels"),
         class_names=dc.class_names,
         input_transform=dc.input_transform,
+        ratio_offset=dc.ratio_offset,
         ratio_background_threshold=dc.ratio_background_threshold,
         ratio_clip_percentile=dc.ratio_clip_percentile,
         normalization=dc.normalization,

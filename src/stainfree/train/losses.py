@@ -48,6 +48,11 @@ def build_loss(
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The loss function ``loss(logits, target) -> scalar`` of a name and task.
 
+    ``dice_ce`` is soft Dice plus cross-entropy. The Dice sums over the whole batch, not per patch, so that
+    patches without any of a sparse structure (most patches of a small organelle) do not push every
+    prediction to zero. Binary: ``pos_weight`` acts on the BCE term; multi-class: ``class_weights`` weigh
+    both terms (MONAI's DiceCELoss).
+
     Parameters
     ----------
     name : {"mse", "l1", "bce", "ce", "dice_ce"}
@@ -72,14 +77,19 @@ def build_loss(
             raise ValueError("loss 'ce' needs task 'multiclass'")
         return lambda logits, target: weighted_ce(logits, target, class_weights)
     if name == "dice_ce":
-        from monai.losses import DiceCELoss
+        from monai.losses import DiceCELoss, DiceLoss
 
         if task == "binary":
-            dice_bce = DiceCELoss(sigmoid=True)
-            return lambda logits, target: dice_bce(logits, target.to(logits.dtype))
+            dice = DiceLoss(sigmoid=True, batch=True)
+
+            def dice_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+                target = target.to(logits.dtype)
+                return dice(logits, target) + weighted_bce(logits, target, pos_weight)
+
+            return dice_bce
         if task == "multiclass":
             w = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
-            dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, weight=w)
+            dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, weight=w, batch=True)
 
             def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
                 if target.ndim == logits.ndim - 1:
