@@ -782,10 +782,10 @@ def catalog_training_job(
     0.75-1.5
     on the intensity channel only, never on the ratio). Patch 24x256x256 (3D) / 256x256 (2D) unless given.
     Keyword arguments override the catalog (``loss="dice_ce"``, batch Dice plus the weighted BCE/CE, trains
-    rare structures faster on a short budget). ``foreground_fraction`` (default: the net's, 0.5 for the
-    small organelles in the packaged catalog) of the training and validation patches are centred on a voxel
-    of one of the net's structures (drawn uniformly; every class of a net without background class,
-    label 0 included).
+    rare structures faster on a short budget). ``foreground_fraction`` (default: the net's; 0.5 for every
+    net of the packaged catalog) of the training and validation patches are centred on a voxel of one of
+    the net's structures (drawn uniformly; every class of a net without background class, label 0
+    included).
     """
     from stainfree.catalog import load_catalog
     from stainfree.config import AugmentConfig, DataConfig, ModelConfig, TrainConfig, TrainingJob

@@ -285,9 +285,8 @@ def write_segmentation(
     """Write the 15 masks, the label map and a colour overlay PNG.
 
     Files: ``<name>_masks.ome.tif`` (CZYX uint8, 15 channels named by compartment), ``<name>_labels.ome.tif``
-    (ZYX uint8) and ``<name>_overlay.png`` (left: middle z slice, right: maximum projection; intensity in
-    grey,
-    compartments in COMPARTMENT_COLORS).
+    (ZYX uint8) and ``<name>_overlay.png`` (left: the z slice through the most cell interior, right: maximum
+    projection; intensity in grey, compartments in COMPARTMENT_COLORS).
 
     Returns
     -------
@@ -320,9 +319,13 @@ def write_segmentation(
         from stainfree.catalog import load_catalog
 
         priority = load_catalog().label_priority
-    mid = lab.shape[0] // 2
+    # the plane through the most cell interior (not a tangential cut through the plasma membrane); the
+    # middle one of a field without cells
+    outside = [0, *(compartment_id(c) for c in ("extracellular", "plasma_membrane", "filopodia"))]
+    interior = (~np.isin(lab, outside)).sum(axis=(1, 2))
+    z = int(np.argmax(interior)) if interior.any() else lab.shape[0] // 2
     panels = [
-        (f"middle slice z={mid}", overlay_rgb(inten[mid], lab[mid])),
+        (f"slice z={z} (most cell interior)", overlay_rgb(inten[z], lab[z])),
         ("max projection", overlay_rgb(inten.max(axis=0), _projected_labels(m, priority))),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1, 1, 0.45]})

@@ -395,6 +395,11 @@ def _fit_prepared(
     augmenter = build_augmenter(
         tc.augment, spatial_dims=model_cfg.spatial_dims, task=tc.task, input_transform=dc.input_transform
     )
+    sampling = {
+        "foreground_fraction": dc.foreground_fraction,
+        "multiclass": tc.task == "multiclass",
+        "foreground_labels": dc.foreground_labels,
+    }
     train_ds = PatchDataset(
         train.signals,
         train.targets,
@@ -403,22 +408,12 @@ def _fit_prepared(
         length=remaining * tc.batch_size,
         start=start_step * tc.batch_size,
         augment=augmenter,
-        foreground_fraction=dc.foreground_fraction,
-        multiclass=tc.task == "multiclass",
-        foreground_labels=dc.foreground_labels,
+        **sampling,
     )
-    # the same fixed validation patches at every check; centred on foreground as often as the training
+    # the same fixed validation patches at every check, centred on foreground as often as the training
     # patches, so that a sparse structure is present in them at all
     val_ds = PatchDataset(
-        val.signals,
-        val.targets,
-        patch,
-        seed=tc.seed,
-        length=tc.val_patches,
-        stream=1,
-        foreground_fraction=dc.foreground_fraction,
-        multiclass=tc.task == "multiclass",
-        foreground_labels=dc.foreground_labels,
+        val.signals, val.targets, patch, seed=tc.seed, length=tc.val_patches, stream=1, **sampling
     )
     loader_kw = {"num_workers": tc.num_workers, "persistent_workers": tc.num_workers > 0}
     train_dl = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=False, drop_last=True, **loader_kw)
