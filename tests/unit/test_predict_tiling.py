@@ -152,3 +152,21 @@ def test_helpers():
         depth = 2
 
     assert model_divisor(Deep(), 2) == (4, 4)
+
+
+def test_border_margin_costs_no_extra_tiles_on_a_small_image():
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.windows: list[tuple[int, ...]] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.windows.extend([tuple(x.shape[2:])] * x.shape[0])
+            return x[:, :1] * 2
+
+    model = Counting()
+    planes = np.random.default_rng(1).normal(size=(2, 3, 40, 40)).astype(np.float32)
+    out = predict_array(model, planes, spatial_dims=2, roi_size=(256, 256), divisor=8)
+    np.testing.assert_allclose(out, planes[:1] * 2, rtol=1e-5, atol=1e-5)
+    # one tile per plane, grown by the mirrored margin (40 + 2 x 5 -> 56 after rounding to the divisor)
+    assert model.windows == [(56, 56)] * 3

@@ -223,17 +223,19 @@ def _predict_spatial(
     out_index: tuple,
     on_block: Callable[[], None] | None,
     planes: bool = False,
+    margin: tuple[int, ...] | None = None,
 ) -> None:
     """Predict one (C, *spatial) image block by block, writing cores into ``get_out(n_channels)[out_index]``.
 
     With ``planes`` the image is (C, Z, Y, X) for a 2D network: a block holds several planes, run as one batch
-    (no halo along Z).
+    (no halo along Z). ``margin``: voxels of mirrored image beyond its border, per axis of the network
+    (default :func:`border_margin` of ``roi``).
     """
+    margin = border_margin(roi) if margin is None else tuple(margin)
     if planes:
-        roi, halo = (1, *roi), (0, *halo)
+        roi, halo, margin = (1, *roi), (0, *halo), (0, *margin)
     shape = tuple(x.shape[1:])
     _, blocks = _block_grid(shape, roi, halo, max_block_voxels)
-    margin = border_margin(roi)
     for core in blocks:
         ext = tuple(_extent(a, b, h, r, s) for (a, b), h, r, s in zip(core, halo, roi, shape, strict=True))
         read = x[(slice(None), *(slice(a, b) for a, b in ext))]
@@ -368,7 +370,11 @@ def predict_array(
         divisor = model_divisor(model, spatial_dims)
     elif isinstance(divisor, int):
         divisor = (divisor,) * spatial_dims
-    roi = _effective_roi(roi_size or default_roi_size(spatial_dims), net_shape, divisor)
+    requested = roi_size or default_roi_size(spatial_dims)
+    # mirrored context beyond the image border; the tile may grow by it where the image is smaller than a
+    # tile, so that the margin does not cost a second row of tiles
+    margin = border_margin(_effective_roi(requested, net_shape, divisor))
+    roi = _effective_roi(requested, [s + 2 * m for s, m in zip(net_shape, margin, strict=True)], divisor)
     # context around each block: half a tile, so that every voxel of a block core is covered by tiles as
     # in one pass over the whole image (a thinner halo crowds the tiles near block borders)
     halo = tuple(max(r // 2, int(math.ceil(overlap * r))) for r in roi)
@@ -416,6 +422,7 @@ def predict_array(
                 out_index=t_idx,
                 on_block=on_block,
                 planes=slice_z,
+                margin=margin,
             )
 
     if progress:
