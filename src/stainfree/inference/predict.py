@@ -208,8 +208,13 @@ def _window_runner(
 
 
 def border_margin(roi: Sequence[int]) -> tuple[int, ...]:
-    """Voxels of mirrored context beyond the image border per axis: 1/8 of the tile (0 for flat axes)."""
-    return tuple(0 if r <= 1 else max(1, int(r) // 8) for r in roi)
+    """Voxels of mirrored context beyond the image border per axis: 1/8 of the tile in Y and X, none in Z.
+
+    Mirroring is sound in the plane, where content is translation-invariant; not along Z, where a
+    bright-field stack changes focus plane by plane and a network may have learned the whole stack.
+    """
+    in_plane = [0 if r <= 1 else max(1, int(r) // 8) for r in roi[-2:]]
+    return (*([0] * (len(roi) - 2)), *in_plane)
 
 
 def _predict_spatial(
