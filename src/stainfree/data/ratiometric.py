@@ -30,6 +30,15 @@ __all__ = [
 ]
 
 
+def _finite_range(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The finite values (float64, flat) and their min and max; (empty, 0.0, 0.0) when there are none."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return v, 0.0, 0.0
+    return v, float(v.min()), float(v.max())
+
+
 def otsu_threshold(values: np.ndarray, nbins: int = 256) -> float:
     """Otsu's threshold of a set of finite values (numpy only).
 
@@ -46,12 +55,8 @@ def otsu_threshold(values: np.ndarray, nbins: int = 256) -> float:
         The threshold maximising the between-class variance; the single value when all values are equal,
         and 0.0 for an empty input.
     """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0.0
-    lo, hi = float(v.min()), float(v.max())
-    if hi <= lo:
+    v, lo, hi = _finite_range(values)
+    if v.size == 0 or hi <= lo:
         return lo
     hist, edges = np.histogram(v, bins=nbins, range=(lo, hi))
     centers = (edges[:-1] + edges[1:]) / 2
@@ -69,12 +74,8 @@ def li_threshold(values: np.ndarray, max_iter: int = 200) -> float:
 
     Returns the single value when all values are equal and 0.0 for an empty input.
     """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0.0
-    lo, hi = float(v.min()), float(v.max())
-    if hi <= lo:
+    v, lo, hi = _finite_range(values)
+    if v.size == 0 or hi <= lo:
         return lo
     x = v - lo + 1e-12  # positive, so the logarithms exist
     tol = (hi - lo) * 1e-5
