@@ -22,18 +22,14 @@ import resource
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from stainfree.config import QuantifyConfig  # noqa: E402
-from stainfree.io.writers import write_json  # noqa: E402
-from stainfree.quantify.inputs import MaskSource  # noqa: E402
-from stainfree.quantify.run import quantify_source  # noqa: E402
-from stainfree.types import COMPARTMENTS, compartment_id  # noqa: E402
+from _common import finish
+from stainfree.config import QuantifyConfig
+from stainfree.quantify.inputs import MaskSource
+from stainfree.quantify.run import quantify_source
+from stainfree.types import COMPARTMENTS, compartment_id
 
 
 def simulated_tile(shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray, tuple, str]:
@@ -199,11 +195,7 @@ def main() -> None:
         "speedup_vs_baseline": round(est / t_fast, 1),
         "quick": bool(args.quick),
     }
-    print("summary:")
-    for k, v in results.items():
-        print(f"{k}: {v}")
-    name = "quantify_quick.json" if args.quick else "quantify.json"
-    write_json(ROOT / "benchmarks" / "results" / name, results)
+    finish("quantify", results, quick=bool(args.quick))
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
-NUCLEI = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei_3d"
+from _common import RESULTS, SHARED_DATA, finish, set_threads
+
+NUCLEI = SHARED_DATA / "nuclei_3d"
 
 ABLATION = ["EE", "GOLGI", "MITO", "LD"]
 FINE_TUNE = ["MITO", "VOLUME"]
@@ -309,7 +310,6 @@ def run(quick: bool) -> dict[str, Any]:
     from stainfree.evaluate.figures import plot_segmentation_bars
     from stainfree.inference.segment import write_segmentation
     from stainfree.io.atomic import write_bytes
-    from stainfree.io.writers import write_json
     from stainfree.types import COMPARTMENTS
 
     s = QUICK if quick else FULL
@@ -457,7 +457,6 @@ def run(quick: bool) -> dict[str, Any]:
     timings["total_s"] = time.perf_counter() - t_all
     results.update({k: round(v, 2) for k, v in timings.items()})
     results["settings"] = {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()}
-    write_json(RESULTS / f"segmentation{tag}.json", results)
     return results
 
 
@@ -507,14 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
-    import torch
-
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     results = run(args.quick)
-    for k, v in results.items():
-        if k == "settings":
-            continue
-        print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
+    finish("segmentation", results, quick=args.quick, skip=("settings",))
     return 0
 
 

@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-SHARED = ROOT.parent / "shared" / "data" / "phase_dapi_2d"
+from _common import SHARED_DATA, finish
+
+SHARED = SHARED_DATA / "phase_dapi_2d"
 
 FULL = {
     "mode": "3d",
@@ -511,8 +511,6 @@ def main() -> None:
 
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
-    from stainfree.io.writers import write_json
-
     p = QUICK if args.quick else FULL
     results: dict = {"quick": bool(args.quick), "cpu_threads": os.cpu_count()}
     t_start = time.perf_counter()
@@ -530,10 +528,7 @@ def main() -> None:
             results[f"seconds_{name}"] = round(time.perf_counter() - t0, 1)
         results.pop("_bundle")
     results["total_seconds"] = round(time.perf_counter() - t_start, 1)
-    for k, v in results.items():
-        print(f"{k}: {v}")
-    name = "virtual_staining_quick.json" if args.quick else "virtual_staining.json"
-    write_json(ROOT / "benchmarks" / "results" / name, results)
+    finish("virtual_staining", results, quick=bool(args.quick))
 
 
 if __name__ == "__main__":

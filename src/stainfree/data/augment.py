@@ -1,9 +1,10 @@
 """Augmentation of training patches with MONAI dictionary transforms.
 
-Image (``signal``) and target are transformed together: the same rotation, zoom and flips, with
-nearest-neighbour interpolation for masks. A random intensity gain applies to chosen signal channels only
-(never to a ratio). Every random draw comes from :meth:`Augmenter.__call__`'s seed, so a patch's augmentation
-is a pure function of its global sample index.
+Image (``signal``) and target are transformed together: the same flips, 90-degree rotations (lossless), and
+optionally free rotation and zoom (interpolated; nearest neighbour for masks). Intensity changes touch the
+input only: a random gain and offset on chosen channels (never on a ratio) and Gaussian noise. Every random
+draw comes from :meth:`Augmenter.__call__`'s seed, so a patch's augmentation is a pure function of its global
+sample index.
 """
 
 from __future__ import annotations
@@ -14,25 +15,43 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import Compose, MapTransform, RandFlipd, RandomizableTransform, RandRotated, RandZoomd
+from monai.transforms import (
+    Compose,
+    MapTransform,
+    RandFlipd,
+    RandGaussianNoised,
+    RandomizableTransform,
+    RandRotate90d,
+    RandRotated,
+    RandZoomd,
+)
 
 
 class RandGaind(RandomizableTransform, MapTransform):
-    """Multiply chosen channels of ``key`` by one random gain drawn from ``gain_range``."""
+    """Map chosen channels of ``key`` to ``gain * x + offset``, one random gain from ``gain_range`` and one
+    offset from ``offset_range`` (in normalized units) per sample."""
 
     def __init__(
-        self, key: str, gain_range: Sequence[float], channels: Sequence[int] | None, prob: float
+        self,
+        key: str,
+        gain_range: Sequence[float],
+        channels: Sequence[int] | None,
+        prob: float,
+        offset_range: Sequence[float] = (0.0, 0.0),
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         MapTransform.__init__(self, [key])
         self.key = key
         self.gain_range = (float(gain_range[0]), float(gain_range[1]))
+        self.offset_range = (float(offset_range[0]), float(offset_range[1]))
         self.channels = None if channels is None else list(channels)
         self._gain = 1.0
+        self._offset = 0.0
 
     def randomize(self, data: Any = None) -> None:
         super().randomize(None)
         self._gain = float(self.R.uniform(*self.gain_range))
+        self._offset = float(self.R.uniform(*self.offset_range))
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
@@ -42,7 +61,7 @@ class RandGaind(RandomizableTransform, MapTransform):
         x = d[self.key].clone()
         chans = range(x.shape[0]) if self.channels is None else self.channels
         for c in chans:
-            x[c] = x[c] * self._gain
+            x[c] = x[c] * self._gain + self._offset
         d[self.key] = x
         return d
 
@@ -60,9 +79,9 @@ class Augmenter:
     Parameters
     ----------
     spatial_dims : int
-        2 or 3 (3: rotation in the Y-X plane only; flips and zoom on every axis asked for).
-    rotation_degrees, scale_range, flip_axes, gain_range, gain_channels, prob
-        See :class:`stainfree.config.AugmentConfig`.
+        2 or 3 (3: rotations in the Y-X plane only; flips and zoom on every axis asked for).
+    rotation_degrees, scale_range, flip_axes, rot90, gain_range, offset_range, gain_channels, noise_std, prob
+        See :class:`stainfree.config.AugmentConfig` (``rot90`` needs square Y-X patches).
     target_is_mask : bool
         Interpolate the target with nearest neighbour (segmentation).
     """
@@ -74,8 +93,11 @@ class Augmenter:
         rotation_degrees: float = 15.0,
         scale_range: Sequence[float] = (0.9, 1.1),
         flip_axes: Sequence[int] = (-2, -1),
+        rot90: bool = False,
         gain_range: Sequence[float] = (0.75, 1.5),
+        offset_range: Sequence[float] = (0.0, 0.0),
         gain_channels: Sequence[int] | None = None,
+        noise_std: float = 0.0,
         prob: float = 0.5,
         target_is_mask: bool = False,
     ) -> None:
@@ -110,9 +132,16 @@ class Augmenter:
         for ax in flip_axes:
             axis = ax % spatial_dims
             transforms.append(RandFlipd(keys=keys, prob=0.5, spatial_axis=axis))
+        if rot90:
+            transforms.append(
+                RandRotate90d(keys=keys, prob=0.75, max_k=3, spatial_axes=(spatial_dims - 2, spatial_dims - 1))
+            )
         g0, g1 = float(gain_range[0]), float(gain_range[1])
-        if not (g0 == 1.0 and g1 == 1.0):
-            transforms.append(RandGaind("signal", (g0, g1), gain_channels, prob))
+        o0, o1 = float(offset_range[0]), float(offset_range[1])
+        if not (g0 == 1.0 and g1 == 1.0 and o0 == 0.0 and o1 == 0.0):
+            transforms.append(RandGaind("signal", (g0, g1), gain_channels, prob, (o0, o1)))
+        if noise_std > 0:
+            transforms.append(RandGaussianNoised(keys=["signal"], prob=prob, mean=0.0, std=float(noise_std)))
         self.compose = Compose(transforms)
         self.target_is_mask = target_is_mask
 
@@ -154,8 +183,11 @@ def build_augmenter(
         rotation_degrees=config.rotation_degrees,
         scale_range=config.scale_range,
         flip_axes=config.flip_axes,
+        rot90=getattr(config, "rot90", False),
         gain_range=config.gain_range,
+        offset_range=getattr(config, "offset_range", (0.0, 0.0)),
         gain_channels=gain_channels,
+        noise_std=getattr(config, "noise_std", 0.0),
         prob=config.prob,
         target_is_mask=task != "regression",
     )

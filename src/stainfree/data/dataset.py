@@ -123,6 +123,9 @@ class PatchDataset(Dataset):
         :func:`stainfree.data.patching.foreground_index`); None decides from the dtype.
     foreground_labels : sequence of int, optional
         Label maps: the labels patches are centred on (None: every label > 0).
+    locations : sequence of (image, corner), optional
+        Fixed patches instead of random ones (item ``i`` is ``locations[i]``; ``length`` is ignored), e.g.
+        a grid over held-out validation regions.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class PatchDataset(Dataset):
         foreground_fraction: float = 0.0,
         multiclass: bool | None = None,
         foreground_labels: Sequence[int] | None = None,
+        locations: Sequence[tuple[int, tuple[int, ...]]] | None = None,
     ) -> None:
         self.spatial_dims = len(patch_shape)
         self.patch3 = (
@@ -148,7 +152,8 @@ class PatchDataset(Dataset):
         self.targets = [pad_to_min_shape(t, self.patch3, mode="edge") for t in targets]
         self.shapes = [s.shape[1:] for s in self.signals]
         self.seed = int(seed)
-        self.length = int(length)
+        self.locations = None if locations is None else [(int(i), tuple(c)) for i, c in locations]
+        self.length = int(length) if self.locations is None else len(self.locations)
         self.start = int(start)
         self.augment = augment
         self.stream = int(stream)
@@ -166,6 +171,8 @@ class PatchDataset(Dataset):
 
     def location(self, i: int) -> tuple[int, tuple[int, ...]]:
         """Image index and start corner (z, y, x) of item ``i``."""
+        if self.locations is not None:
+            return self.locations[i]
         return sample_patch(
             self.seed + 7919 * self.stream,
             self.start + int(i),

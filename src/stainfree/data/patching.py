@@ -154,3 +154,60 @@ def patches_per_epoch(image_shapes: Sequence[Sequence[int]], patch_shape: Sequen
     """How many patches it takes to cover the images' voxels once (at least 1)."""
     total = sum(float(np.prod(s)) for s in image_shapes)
     return max(1, int(np.ceil(total / float(np.prod(patch_shape)))))
+
+
+def holdout_region(
+    shape: Sequence[int], patch_shape: Sequence[int], fraction: float = 0.2
+) -> dict[str, int] | None:
+    """A validation block carved from one image, with a gap of half a patch that no training patch touches.
+
+    The block is the last ``fraction`` (at least one patch) of the longer of the Y and X axes; training
+    patches come from the part before the gap. Deterministic, so the bundle can record it.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Spatial shape (z, y, x).
+    patch_shape : sequence of int
+        Training patch (z, y, x) (z is 1 for 2D networks).
+    fraction : float
+        Share of the axis given to validation.
+
+    Returns
+    -------
+    dict or None
+        ``axis`` (1 = y, 2 = x), ``train_stop`` (training uses ``[0, train_stop)``), ``val_start`` and
+        ``val_stop`` (validation uses ``[val_start, val_stop)``); None when the image is too small to hold
+        a training patch, the gap and a validation patch along both axes.
+    """
+    if len(shape) != 3 or len(patch_shape) != 3:
+        raise ValueError(f"need (z, y, x) shapes, got {tuple(shape)} and {tuple(patch_shape)}")
+    axis = 1 if shape[1] > shape[2] else 2
+    for ax in (axis, 3 - axis):
+        size, p = int(shape[ax]), int(patch_shape[ax])
+        val = max(p, int(round(fraction * size)))
+        gap = p // 2
+        if size - val - gap < p:
+            val = p
+        if size - val - gap >= p:
+            return {"axis": ax, "train_stop": size - val - gap, "val_start": size - val, "val_stop": size}
+    return None
+
+
+def grid_corners(shape: Sequence[int], patch_shape: Sequence[int]) -> list[tuple[int, ...]]:
+    """Start corners of patches that tile ``shape`` (the last patch of each axis ends at the border).
+
+    Used for validation: every voxel of a held-out region is scored, the same ones at every check.
+    """
+    axes = []
+    for s, p in zip(shape, patch_shape, strict=True):
+        if p > s:
+            raise ValueError(f"patch {tuple(patch_shape)} larger than image {tuple(shape)}")
+        starts = list(range(0, s - p + 1, p))
+        if starts[-1] != s - p:
+            starts.append(s - p)
+        axes.append(starts)
+    return [
+        tuple(int(c) for c in corner)
+        for corner in np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
+    ]

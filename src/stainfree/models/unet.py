@@ -8,6 +8,9 @@ import torch
 from torch import nn
 
 
+NORMS = ("batch", "group", "instance")
+
+
 def _layers(spatial_dims: int) -> tuple[type, type, type, type]:
     if spatial_dims == 3:
         return nn.Conv3d, nn.ConvTranspose3d, nn.BatchNorm3d, nn.Dropout3d
@@ -16,22 +19,66 @@ def _layers(spatial_dims: int) -> tuple[type, type, type, type]:
     raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
 
 
-class DoubleConv(nn.Sequential):
-    """(conv 3 - batch norm - ReLU) twice, optional dropout at the end."""
+def norm_layer(kind: str, spatial_dims: int, channels: int) -> nn.Module:
+    """A normalization layer: batch norm, group norm (8 channels a group, fewer for thin layers) or
+    instance norm (affine)."""
+    if kind == "batch":
+        return _layers(spatial_dims)[2](channels)
+    if kind == "group":
+        groups = max(1, channels // 8)
+        while channels % groups:
+            groups -= 1
+        return nn.GroupNorm(groups, channels)
+    if kind == "instance":
+        return nn.GroupNorm(channels, channels)
+    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, dropout: float = 0.0) -> None:
-        conv, _, bn, drop = _layers(spatial_dims)
+
+class DoubleConv(nn.Sequential):
+    """(conv 3 - norm - ReLU) twice, optional dropout at the end; ``residual`` adds the block's input
+    (through a 1x1 convolution where the width changes) before the last ReLU.
+
+    The layers keep the indices of a plain ``nn.Sequential`` (``0`` conv, ``1`` norm, ...), so weights saved
+    before the residual option existed still load.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        dropout: float = 0.0,
+        *,
+        norm: str = "batch",
+        residual: bool = False,
+    ) -> None:
+        conv, _, _, drop = _layers(spatial_dims)
         layers: list[nn.Module] = [
             conv(in_channels, out_channels, kernel_size=3, padding=1),
-            bn(out_channels),
+            norm_layer(norm, spatial_dims, out_channels),
             nn.ReLU(inplace=True),
             conv(out_channels, out_channels, kernel_size=3, padding=1),
-            bn(out_channels),
+            norm_layer(norm, spatial_dims, out_channels),
             nn.ReLU(inplace=True),
         ]
         if dropout > 0:
             layers.append(drop(dropout))
         super().__init__(*layers)
+        self.skip: nn.Module | None = None
+        if residual:
+            self.skip = (
+                nn.Identity() if in_channels == out_channels else conv(in_channels, out_channels, kernel_size=1)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for name, layer in self._modules.items():
+            if name == "skip":
+                continue
+            if name == "5" and self.skip is not None:
+                y = y + self.skip(x)
+            y = layer(y)
+        return y
 
 
 class UNet(nn.Module):
@@ -53,6 +100,11 @@ class UNet(nn.Module):
         Channels of the first level; doubled at each level.
     dropout : float
         Dropout after each double convolution (0 = none).
+    norm : {"batch", "group", "instance"}
+        Normalization after each convolution; group norm does not depend on the batch, which helps with the
+        small batches of little data.
+    residual : bool
+        Residual double convolutions.
     """
 
     def __init__(
@@ -64,35 +116,40 @@ class UNet(nn.Module):
         depth: int = 4,
         base_channels: int = 32,
         dropout: float = 0.0,
+        norm: str = "batch",
+        residual: bool = False,
     ) -> None:
         super().__init__()
-        conv, convt, bn, _ = _layers(spatial_dims)
+        conv, convt, _, _ = _layers(spatial_dims)
         self.spatial_dims = spatial_dims
         self.depth = depth
         widths = [base_channels * 2**i for i in range(depth + 1)]
+        block = {"norm": norm, "residual": residual}
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
         prev = in_channels
         for i in range(depth):
-            self.encoders.append(DoubleConv(spatial_dims, prev, widths[i], dropout))
+            self.encoders.append(DoubleConv(spatial_dims, prev, widths[i], dropout, **block))
             self.downs.append(
                 nn.Sequential(
-                    conv(widths[i], widths[i], kernel_size=2, stride=2), bn(widths[i]), nn.ReLU(inplace=True)
+                    conv(widths[i], widths[i], kernel_size=2, stride=2),
+                    norm_layer(norm, spatial_dims, widths[i]),
+                    nn.ReLU(inplace=True),
                 )
             )
             prev = widths[i]
-        self.bottom = DoubleConv(spatial_dims, widths[depth - 1], widths[depth], dropout)
+        self.bottom = DoubleConv(spatial_dims, widths[depth - 1], widths[depth], dropout, **block)
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for i in reversed(range(depth)):
             self.ups.append(
                 nn.Sequential(
                     convt(widths[i + 1], widths[i], kernel_size=2, stride=2),
-                    bn(widths[i]),
+                    norm_layer(norm, spatial_dims, widths[i]),
                     nn.ReLU(inplace=True),
                 )
             )
-            self.decoders.append(DoubleConv(spatial_dims, 2 * widths[i], widths[i], dropout))
+            self.decoders.append(DoubleConv(spatial_dims, 2 * widths[i], widths[i], dropout, **block))
         self.head = conv(widths[0], out_channels, kernel_size=3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Losses: MSE / L1 for regression; weighted BCE, weighted CE and Dice+CE for segmentation.
+"""Losses: MSE, L1 and MSE + SSIM for regression; weighted BCE, weighted CE and Dice+CE for segmentation.
 
 Every loss takes ``(logits, target)`` with target shapes as :class:`stainfree.data.dataset.PatchDataset` gives
 them: regression (B, C, ...) float, binary (B, 1, ...) float 0/1, multiclass (B, 1, ...) int64 labels.
@@ -12,7 +12,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-LOSSES = ("mse", "l1", "bce", "ce", "dice_ce")
+LOSSES = ("mse", "l1", "mse_ssim", "bce", "ce", "dice_ce")
+
+
+def mse_ssim(logits: torch.Tensor, target: torch.Tensor, ssim_weight: float = 1.0) -> torch.Tensor:
+    """MSE plus ``ssim_weight * (1 - SSIM)`` (MONAI's SSIMLoss, Gaussian window of 7 or less, data range
+    the target batch's range), so that structure and contrast count beside the intensity error."""
+    from monai.losses import SSIMLoss
+
+    spatial = tuple(int(s) for s in logits.shape[2:])
+    win = max(1, min(7, *spatial))
+    win -= 1 - win % 2  # odd window
+    rng = float((target.max() - target.min()).detach()) or 1.0
+    ssim = SSIMLoss(spatial_dims=len(spatial), data_range=rng, win_size=win)
+    # one channel at a time: SSIMLoss treats the channels as one image
+    parts = [ssim(logits[:, c : c + 1].float(), target[:, c : c + 1].float()) for c in range(logits.shape[1])]
+    return F.mse_loss(logits, target) + ssim_weight * torch.stack(parts).mean()
 
 
 def weighted_bce(logits: torch.Tensor, target: torch.Tensor, pos_weight: float | None = None) -> torch.Tensor:
@@ -55,7 +70,7 @@ def build_loss(
 
     Parameters
     ----------
-    name : {"mse", "l1", "bce", "ce", "dice_ce"}
+    name : {"mse", "l1", "mse_ssim", "bce", "ce", "dice_ce"}
         Loss.
     task : {"regression", "binary", "multiclass"}
         Task (checks that the loss fits it; ``dice_ce`` uses sigmoid for binary, softmax for multiclass).
@@ -68,6 +83,8 @@ def build_loss(
         return nn.MSELoss()
     if name == "l1":
         return nn.L1Loss()
+    if name == "mse_ssim":
+        return mse_ssim
     if name == "bce":
         if task != "binary":
             raise ValueError("loss 'bce' needs task 'binary'")

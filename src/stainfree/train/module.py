@@ -1,7 +1,9 @@
-"""The LightningModule: one training step, one validation step, the optimizer. Nothing else."""
+"""The LightningModule: one training step, one validation step, the optimizer and its schedule, and an
+exponential moving average of the weights. Nothing else."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +33,46 @@ def confusion_counts(logits: torch.Tensor, target: torch.Tensor, task: str, n_cl
     return torch.stack(rows).to(torch.float64)
 
 
+def pearson_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-channel sums (n, x, y, xx, yy, xy) of a batch, shape (C, 6), to pool Pearson r over batches."""
+    c = pred.shape[1]
+    x = pred.detach().transpose(0, 1).reshape(c, -1).to(torch.float64)
+    y = target.detach().transpose(0, 1).reshape(c, -1).to(torch.float64)
+    n = torch.full((c,), x.shape[1], dtype=torch.float64, device=x.device)
+    return torch.stack([n, x.sum(1), y.sum(1), (x * x).sum(1), (y * y).sum(1), (x * y).sum(1)], dim=1)
+
+
+def pearson_from_sums(sums: torch.Tensor) -> float:
+    """Mean over channels of the Pearson r of pooled sums from :func:`pearson_sums` (0 for a constant)."""
+    n, sx, sy, sxx, syy, sxy = sums.unbind(dim=1)
+    cov = sxy - sx * sy / n
+    var = (sxx - sx * sx / n) * (syy - sy * sy / n)
+    r = torch.where(var > 0, cov / torch.sqrt(var.clamp_min(1e-300)), torch.zeros_like(cov))
+    return float(r.mean())
+
+
+def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, floor: float = 0.01) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup_steps``, then a cosine from 1 to ``floor`` at
+    ``total_steps`` (and ``floor`` after it)."""
+    if step < warmup_steps:
+        return (step + 1) / max(1, warmup_steps)
+    span = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / span)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def ema_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """An ``avg_fn`` for :class:`torch.optim.swa_utils.AveragedModel`: an exponential moving average whose
+    decay ramps up as ``(1 + n) / (10 + n)`` to ``decay``, so that the first weights do not dominate short
+    runs."""
+
+    def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return averaged * d + current * (1.0 - d)
+
+    return avg
+
+
 def f1_from_counts(counts: torch.Tensor) -> float:
     """Mean F1 over the classes that occur (in truth or prediction); 1.0 when none does."""
     tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
@@ -55,11 +97,19 @@ class TrainModule(pl.LightningModule):
     lr, betas, weight_decay : float, tuple, float
         Adam.
     scheduler : str
-        ``none`` or ``plateau`` (ReduceLROnPlateau on ``monitor`` after each validation).
+        ``none``, ``plateau`` (ReduceLROnPlateau on ``monitor`` after each validation) or ``cosine``
+        (linear warm-up over ``warmup_steps``, then cosine decay to 1 % of ``lr`` at ``max_steps``).
     plateau_factor, plateau_patience : float, int
         Plateau schedule.
+    warmup_steps, max_steps : int
+        Cosine schedule.
+    ema_decay : float, optional
+        Keep an exponential moving average of the weights (decay ramped up over the first steps); validation
+        then scores the averaged weights, and :attr:`export_model` returns them.
     monitor : str
-        ``val_loss`` (minimised) or ``val_f1`` (maximised).
+        ``val_loss`` (minimised), ``val_r`` or ``val_f1`` (maximised). Validation always logs ``val_loss``,
+        plus ``val_r`` (Pearson r pooled over the validation patches, mean over channels) for regression
+        and ``val_f1`` for segmentation.
     val_every_n_steps : int
         How often validation (and so the plateau schedule) runs.
     seed : int
@@ -78,6 +128,9 @@ class TrainModule(pl.LightningModule):
         scheduler: str = "none",
         plateau_factor: float = 0.3,
         plateau_patience: int = 5,
+        warmup_steps: int = 0,
+        max_steps: int = 1000,
+        ema_decay: float | None = None,
         monitor: str = "val_loss",
         val_every_n_steps: int = 100,
         seed: int = 0,
@@ -92,13 +145,30 @@ class TrainModule(pl.LightningModule):
         self.scheduler_name = scheduler
         self.plateau_factor = plateau_factor
         self.plateau_patience = plateau_patience
+        self.warmup_steps = int(warmup_steps)
+        self.max_steps = int(max_steps)
         self.monitor = monitor
         self.val_every_n_steps = val_every_n_steps
         self.seed = seed
         self._val_counts: list[torch.Tensor] = []
+        self._val_sums: list[torch.Tensor] = []
+        self.ema: nn.Module | None = None
+        if ema_decay is not None:
+            from torch.optim.swa_utils import AveragedModel
+
+            self.ema = AveragedModel(model, avg_fn=ema_average(float(ema_decay)), use_buffers=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    @property
+    def export_model(self) -> nn.Module:
+        """The weights to keep: the moving average when there is one, else the network itself."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         torch.manual_seed(self.seed * 1_000_003 + self.global_step)
@@ -110,18 +180,23 @@ class TrainModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_counts = []
+        self._val_sums = []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self.model(batch["signal"])
+        logits = self.export_model(batch["signal"])
         loss = self.loss_fn(logits, batch["target"])
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits))
-        if self.task != "regression":
+        if self.task == "regression":
+            self._val_sums.append(pearson_sums(logits.float(), batch["target"].float()))
+        else:
             self._val_counts.append(
                 confusion_counts(logits.float(), batch["target"], self.task, logits.shape[1])
             )
         return loss
 
     def on_validation_epoch_end(self) -> None:
+        if self.task == "regression" and self._val_sums:
+            self.log("val_r", pearson_from_sums(torch.stack(self._val_sums).sum(dim=0)), prog_bar=True)
         if self.task != "regression" and self._val_counts:
             counts = torch.stack(self._val_counts).sum(dim=0)
             self.log("val_f1", f1_from_counts(counts), prog_bar=True)
@@ -129,11 +204,17 @@ class TrainModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        if self.scheduler_name == "cosine":
+            warmup, total = self.warmup_steps, self.max_steps
+            cosine = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda step: warmup_cosine(step, warmup_steps=warmup, total_steps=total)
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
         if self.scheduler_name != "plateau":
             return opt
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt,
-            mode="max" if self.monitor == "val_f1" else "min",
+            mode="min" if self.monitor == "val_loss" else "max",
             factor=self.plateau_factor,
             patience=self.plateau_patience,
             min_lr=0.0,
