@@ -797,7 +797,7 @@ def _predict_streaming(
     """Predict a big image block by block into an OME-Zarr store or a memory-mapped OME-TIFF."""
     import tempfile
 
-    from stainfree.data.preprocess import channel_indices
+    from stainfree.io.arrays import channel_indices
     from stainfree.io.writers import create_ome_zarr, write_ome_tiff
 
     cfg = bundle.config
