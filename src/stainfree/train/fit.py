@@ -316,7 +316,7 @@ def _fit_prepared(
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from stainfree import __version__
+    from stainfree._version import __version__
     from stainfree.data.augment import build_augmenter
     from stainfree.data.dataset import PatchDataset
     from stainfree.data.patching import patches_per_epoch
