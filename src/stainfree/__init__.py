@@ -3,4 +3,6 @@
 The public API lives in :mod:`stainfree.api` (workflows) and :mod:`stainfree.config` (configuration models).
 """
 
-__version__ = "0.1.0"
+from stainfree._version import __version__
+
+__all__ = ["__version__"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stainfree.errors import InputError
-from stainfree.inference.predict import (
+from stainfree.inference.tiling import (
     _block_grid,
     border_margin,
     gaussian_weights,

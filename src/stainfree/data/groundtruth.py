@@ -9,15 +9,16 @@ recipe, LiCAI-style:
 3. foreground by an automatic local threshold (:func:`threshold_mask`), or by an FG-net, a small 2D binary
 network
    trained on a handful of hand-annotated colocalization images and applied to any organelle's GFP image
-   (:func:`train_fgnet`, :func:`fgnet_mask`).
+   (:func:`stainfree.api.train_fgnet`, :func:`stainfree.inference.fgnet.fgnet_mask`).
 
-The pure numpy steps are here; :func:`make_masks` is the thin file shell (one mask per input image).
+The numpy steps are here; :func:`make_masks` is the thin file shell (one mask per input image). The part that
+runs a network lives in :mod:`stainfree.inference.fgnet`: pass it to :func:`make_masks` as a callable.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,6 @@ import numpy as np
 from stainfree.errors import InputError
 
 __all__ = [
-    "fgnet_mask",
     "make_masks",
     "split_colocalization",
     "subtract_bleedthrough",
@@ -162,38 +162,6 @@ def split_colocalization(
     return array[g], (array[y] if y is not None else None)
 
 
-def fgnet_mask(
-    image: np.ndarray, bundle: str | os.PathLike | object, *, threshold: float = 0.5
-) -> np.ndarray:
-    """Foreground mask of an organelle image predicted by an FG-net bundle (a 2D binary network).
-
-    Parameters
-    ----------
-    image : ndarray
-        2D (YX) or 3D (ZYX) bleed-through-corrected organelle image; the 2D net runs slice by slice.
-    bundle : path or loaded Bundle
-        An FG-net trained with :func:`stainfree.api.train_fgnet`.
-    threshold : float
-        Probability above which a pixel is foreground.
-
-    Returns
-    -------
-    ndarray of uint8
-    """
-    from stainfree.inference.predict import predict_with_bundle
-    from stainfree.models.bundle import load_bundle
-    from stainfree.types import ImageMeta
-
-    b = load_bundle(bundle) if isinstance(bundle, str | os.PathLike) else bundle
-    img = np.asarray(image, dtype=np.float32)
-    stack = img[None] if img.ndim == 2 else img
-    czyx = stack[None]
-    meta = ImageMeta(axes="CZYX", shape=czyx.shape, dtype="float32", channel_names=("gfp",))
-    prob, _ = predict_with_bundle(b, czyx, meta)
-    mask = (np.asarray(prob, dtype=np.float32)[0] >= threshold).astype(np.uint8)
-    return mask.reshape(img.shape)
-
-
 def _list_images(folder_or_files: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     if isinstance(folder_or_files, str | os.PathLike):
         p = Path(folder_or_files)
@@ -228,7 +196,7 @@ def make_masks(
     method: str = "threshold",
     bleed: float = 0.05,
     ld_mask: str | os.PathLike | None = None,
-    fgnet: str | os.PathLike | None = None,
+    fgnet: str | os.PathLike | Callable[[np.ndarray], np.ndarray] | None = None,
     block_size: int = 31,
     min_size: int = 4,
 ) -> list[Path]:
@@ -247,8 +215,9 @@ def make_masks(
         Bleed-through coefficient ``r`` of ``G - r * Y`` (skipped when the image has no yellow channel).
     ld_mask : path, optional
         Lipid-droplet mask: one file for all images, or a folder with a file of the same name per image.
-    fgnet : path, optional
-        FG-net bundle for ``method="fgnet"``.
+    fgnet : callable or path, optional
+        For ``method="fgnet"``: a function image (YX or ZYX) -> uint8 mask, such as
+        :func:`stainfree.inference.fgnet.fgnet_predictor`, or the path of an FG-net bundle.
     block_size, min_size : int
         See :func:`threshold_mask`.
 
@@ -266,11 +235,17 @@ def make_masks(
         raise InputError("method fgnet", "needs an FG-net bundle (--fgnet BUNDLE)")
     files = _list_images(folder_or_files)
     out = Path(out_dir)
-    bundle = None
+    foreground = None
     if method == "fgnet":
-        from stainfree.models.bundle import load_bundle
+        if callable(fgnet):
+            foreground = fgnet
+        else:
+            # A bundle path, as the public make_masks passes it; the network runs in the inference layer
+            # (the one import of a higher layer that tests/unit/test_layers.py allows, until callers pass
+            # a callable).
+            from stainfree.inference.fgnet import fgnet_predictor
 
-        bundle = load_bundle(fgnet)
+            foreground = fgnet_predictor(fgnet)
     written = []
     for f in files:
         arr, meta = read_image(f)
@@ -290,7 +265,7 @@ def make_masks(
         if method == "threshold":
             mask = threshold_mask(g if g.shape[0] > 1 else g[0], block_size=block_size, min_size=min_size)
         else:
-            mask = fgnet_mask(g if g.shape[0] > 1 else g[0], bundle)
+            mask = foreground(g if g.shape[0] > 1 else g[0])
         mask = mask.reshape(g.shape)
         dest = out / f"{_stem(f)}_mask.ome.tif"
         if dest.resolve() == f.resolve():

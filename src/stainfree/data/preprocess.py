@@ -19,59 +19,12 @@ from typing import Any
 import numpy as np
 
 from stainfree.errors import InputError
+from stainfree.io.arrays import ChannelRef, channel_indices  # channel selection, re-exported here
 
 log = logging.getLogger(__name__)
 
-ChannelRef = str | int
-
 
 # ----- channels ---------------------------------------------------------------------------------------------
-
-
-def channel_indices(
-    refs: Sequence[ChannelRef] | None, channel_names: Sequence[str], n_channels: int, source: str = "image"
-) -> list[int]:
-    """Indices of channels given by name or index.
-
-    Parameters
-    ----------
-    refs : sequence of str or int, or None
-        Channel names or indices (negative allowed); None selects every channel.
-    channel_names : sequence of str
-        Names of the image's channels (may be empty when unknown).
-    n_channels : int
-        Number of channels of the image.
-    source : str
-        Named in the error message.
-
-    Returns
-    -------
-    list of int
-        Channel indices.
-
-    Raises
-    ------
-    InputError
-        When a name or index does not exist.
-    """
-    if refs is None:
-        return list(range(n_channels))
-    out = []
-    names = list(channel_names)
-    for ref in refs:
-        if isinstance(ref, str) and not ref.lstrip("-").isdigit():
-            if ref not in names:
-                known = ", ".join(names) if names else "none (the file has no channel names)"
-                raise InputError(source, f"no channel named {ref!r}; channels: {known}")
-            out.append(names.index(ref))
-        else:
-            i = int(ref)
-            if not -n_channels <= i < n_channels:
-                raise InputError(
-                    source, f"channel index {i} out of range (the image has {n_channels} channel(s))"
-                )
-            out.append(i % n_channels)
-    return out
 
 
 def channel_label(refs: Sequence[ChannelRef] | None, channel_names: Sequence[str], n: int) -> list[str]:

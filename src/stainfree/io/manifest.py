@@ -175,7 +175,7 @@ def validate_manifest(df: pd.DataFrame, data_config: Any) -> None:
     InputErrors
         Every problem found, at once.
     """
-    from stainfree.data.preprocess import channel_indices
+    from stainfree.io.arrays import channel_indices
 
     src = df.attrs.get("path", "manifest")
     scol = getattr(data_config, "signal_column", "signal")

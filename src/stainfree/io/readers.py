@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob as _glob
 import json
 import os
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,360 +17,53 @@ from typing import Any
 import numpy as np
 
 from stainfree.errors import InputError
+from stainfree.io.arrays import (
+    CANONICAL,
+    _apply,
+    _check_array,
+    _default_names,
+    _is_dask,
+    as_czyx,
+    canonicalize,
+    check_image,
+    image_stats,
+    intensity_range,
+    is_glob,
+    natural_key,
+    resolve_axes,
+    select_channels,
+    unit_to_um,
+)
 from stainfree.types import ImageMeta
 
-CANONICAL = "TCZYX"
+# The format-independent helpers live in stainfree.io.arrays; they stay importable from here.
+__all__ = [
+    "CANONICAL",
+    "RASTER_SUFFIXES",
+    "SUPPORTED",
+    "TIFF_SUFFIXES",
+    "ZARR_SUFFIXES",
+    "as_czyx",
+    "canonicalize",
+    "check_image",
+    "detect_format",
+    "image_stats",
+    "intensity_range",
+    "is_glob",
+    "natural_key",
+    "read_image",
+    "read_json",
+    "resolve_axes",
+    "select_channels",
+    "unit_to_um",
+]
+
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 SUPPORTED = ".tif, .tiff, .ome.tif, .czi, .zarr / .ome.zarr, .png, .jpg (or a glob pattern of 2D slices)"
-
-#: Length units (as written by OME, NGFF, ImageJ and others) -> micrometres per unit.
-_UNIT_TO_UM: dict[str, float] = {
-    "um": 1.0,
-    "µm": 1.0,
-    "μm": 1.0,
-    "\\u00b5m": 1.0,
-    "micron": 1.0,
-    "microns": 1.0,
-    "micrometer": 1.0,
-    "micrometre": 1.0,
-    "nm": 1e-3,
-    "nanometer": 1e-3,
-    "nanometre": 1e-3,
-    "mm": 1e3,
-    "millimeter": 1e3,
-    "millimetre": 1e3,
-    "cm": 1e4,
-    "centimeter": 1e4,
-    "m": 1e6,
-    "meter": 1e6,
-    "metre": 1e6,
-    "å": 1e-4,
-    "angstrom": 1e-4,
-}
 #: Screen/print resolutions that say nothing about the sample (TIFF inch resolution tags).
 _DPI_DEFAULTS = {72.0, 96.0, 150.0, 300.0, 600.0, 1200.0}
-
-
-# ----- small pure helpers -----------------------------------------------------------------------------------
-
-
-def unit_to_um(unit: str | None) -> float | None:
-    """Micrometres per ``unit`` (e.g. ``"nm"`` -> 0.001); None for pixels, empty or unknown units."""
-    if unit is None:
-        return None
-    key = str(unit).strip().lower()
-    return _UNIT_TO_UM.get(key)
-
-
-def natural_key(text: str) -> list:
-    """Sort key that orders embedded numbers by value (``slice_2`` before ``slice_10``)."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
-def is_glob(path: str | os.PathLike) -> bool:
-    """True when ``path`` contains glob wildcards (``*``, ``?`` or ``[``)."""
-    return any(ch in str(path) for ch in "*?[")
-
-
-def canonicalize(array: Any, axes: str, source: str | os.PathLike) -> tuple[Any, str]:
-    """Reorder an array to canonical ``(T)(C)ZYX`` and drop singleton T, C and Z axes.
-
-    Parameters
-    ----------
-    array : ndarray or dask array
-        Image data.
-    axes : str
-        One letter per axis, each of ``TCZYX`` at most once.
-    source : path-like or str
-        Named in errors.
-
-    Returns
-    -------
-    array, axes
-        The reordered array (numpy or dask, as given) and its axis letters.
-    """
-    if len(axes) != array.ndim or len(set(axes)) != len(axes) or any(a not in CANONICAL for a in axes):
-        raise InputError(source, f"cannot interpret axes {axes!r} of an array of shape {tuple(array.shape)}")
-    if "Y" not in axes or "X" not in axes:
-        raise InputError(
-            source, f"wrong number of dimensions: {array.ndim}D (axes {axes}); need at least Y and X"
-        )
-    order = [axes.index(a) for a in CANONICAL if a in axes]
-    if order != list(range(len(order))):
-        array = array.transpose(order)
-    new_axes = "".join(a for a in CANONICAL if a in axes)
-    drop = tuple(i for i, a in enumerate(new_axes) if a in "TCZ" and array.shape[i] == 1)
-    if drop:
-        index = tuple(0 if i in drop else slice(None) for i in range(array.ndim))
-        array = array[index]
-        new_axes = "".join(a for i, a in enumerate(new_axes) if i not in drop)
-    return array, new_axes
-
-
-def resolve_axes(axes: str, shape: Sequence[int], source: str | os.PathLike) -> tuple[tuple, str]:
-    """Map file axis letters (tifffile, bioio) to letters of ``TCZYX``.
-
-    ``S`` (samples, e.g. RGB) becomes C. Singleton axes with unknown letters are dropped, and so is a
-    singleton C or S beside the other. Remaining unknown letters (``Q``, ``I``, ...) take Z, then C, then T,
-    from right to left, so an unlabelled 3D stack is ZYX, 4D is CZYX and 5D is TCZYX.
-
-    Returns
-    -------
-    index : tuple
-        Index to apply to the raw array (0 for dropped axes, ``slice(None)`` for kept ones).
-    axes : str
-        Letters of the kept axes.
-    """
-    letters = axes.upper()
-    known = {"T": "T", "C": "C", "Z": "Z", "Y": "Y", "X": "X", "S": "C"}
-    if len(letters) != len(shape):
-        raise InputError(source, f"axes {axes!r} do not match shape {tuple(shape)}")
-    drop = {i for i, a in enumerate(letters) if shape[i] == 1 and a not in known}
-    if "C" in letters and "S" in letters:
-        c, s = letters.index("C"), letters.index("S")
-        if shape[s] == 1:
-            drop.add(s)
-        elif shape[c] == 1:
-            drop.add(c)
-        else:
-            raise InputError(
-                source, f"both channels and colour samples in axes {axes}; save one channel axis"
-            )
-    kept = [i for i in range(len(letters)) if i not in drop]
-    mapped = [known.get(letters[i]) for i in kept]
-    used = [m for m in mapped if m]
-    if len(set(used)) != len(used):
-        raise InputError(source, f"repeated axis in {axes!r}")
-    free = [a for a in "ZCT" if a not in used]
-    unknown = [j for j, m in enumerate(mapped) if m is None]
-    if len(unknown) > len(free):
-        raise InputError(
-            source,
-            f"wrong number of dimensions: {len(kept)}D (axes {axes}); stainfree reads at most 5 (TCZYX)",
-        )
-    for j, letter in zip(reversed(unknown), free, strict=False):
-        mapped[j] = letter
-    index = tuple(0 if i in drop else slice(None) for i in range(len(letters)))
-    return index, "".join(mapped)  # type: ignore[arg-type]
-
-
-def _apply(array: Any, index: tuple) -> Any:
-    return array[index] if any(isinstance(i, int) for i in index) else array
-
-
-def _is_dask(array: Any) -> bool:
-    return type(array).__module__.startswith("dask")
-
-
-def _check_array(array: Any, source: str | os.PathLike, *, values: bool) -> None:
-    """Dimensions and size checks; NaN/Inf too when ``values`` (reads the data)."""
-    if array.ndim < 2 or array.ndim > 5:
-        raise InputError(source, f"wrong number of dimensions: {array.ndim}D; need 2D to 5D (TCZYX)")
-    if int(np.prod(array.shape)) == 0:
-        raise InputError(source, f"empty image: shape {tuple(array.shape)} has size 0")
-    if not values:
-        return
-    dtype = np.dtype(array.dtype)
-    if dtype.kind == "b" or dtype.kind not in "uifc":
-        if dtype.kind != "b":
-            raise InputError(source, f"unsupported pixel type {dtype}")
-        return
-    if dtype.kind in "fc":
-        if _is_dask(array):
-            import dask.array as da
-
-            n_nan, n_inf = da.compute(da.isnan(array).sum(), da.isinf(array).sum())
-        else:
-            n_nan, n_inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-        if n_nan:
-            raise InputError(source, f"image contains {int(n_nan)} NaN value(s)")
-        if n_inf:
-            raise InputError(source, f"image contains {int(n_inf)} infinite value(s)")
-
-
-def check_image(array: Any, source: str | os.PathLike, *, allow_constant: bool = False) -> None:
-    """Check that an image is usable: 2D-5D, not empty, finite, and (unless allowed) not constant.
-
-    Parameters
-    ----------
-    array : ndarray or dask array
-        The image.
-    source : path-like or str
-        Named in the error.
-    allow_constant : bool
-        Accept an image whose pixels are all equal (e.g. an all-zero mask).
-
-    Raises
-    ------
-    InputError
-        With a one-line description of the first problem found.
-    """
-    _check_array(array, source, values=True)
-    if allow_constant:
-        return
-    lo, hi = intensity_range(array)
-    if lo == hi:
-        raise InputError(source, f"empty image: every pixel is {_fmt_value(lo)}")
-
-
-def intensity_range(array: Any) -> tuple[float, float]:
-    """(min, max) of an image; computed chunk by chunk for dask arrays."""
-    if _is_dask(array):
-        import dask.array as da
-
-        lo, hi = da.compute(array.min(), array.max())
-    else:
-        arr = np.asarray(array)
-        lo, hi = arr.min(), arr.max()
-    return float(lo), float(hi)
-
-
-def image_stats(array: Any) -> dict[str, Any]:
-    """Minimum and maximum (ignoring NaN/Inf) and counts of NaN and infinite values; chunked for dask.
-
-    Returns
-    -------
-    dict
-        ``{"min": float, "max": float, "nan": int, "inf": int}``; min and max are NaN when no value is finite.
-    """
-    dtype = np.dtype(array.dtype)
-    if dtype.kind not in "fc":
-        lo, hi = intensity_range(array)
-        return {"min": lo, "max": hi, "nan": 0, "inf": 0}
-    if _is_dask(array):
-        import dask.array as da
-
-        finite = da.isfinite(array)
-        lo, hi, n_nan, n_inf = da.compute(
-            da.where(finite, array, np.inf).min(),
-            da.where(finite, array, -np.inf).max(),
-            da.isnan(array).sum(),
-            da.isinf(array).sum(),
-        )
-    else:
-        arr = np.asarray(array)
-        finite = np.isfinite(arr)
-        lo = arr[finite].min() if finite.any() else np.nan
-        hi = arr[finite].max() if finite.any() else np.nan
-        n_nan, n_inf = np.isnan(arr).sum(), np.isinf(arr).sum()
-    lo, hi = float(lo), float(hi)
-    if not np.isfinite(lo) or not np.isfinite(hi):
-        lo = hi = float("nan")
-    return {"min": lo, "max": hi, "nan": int(n_nan), "inf": int(n_inf)}
-
-
-def _fmt_value(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
-
-def as_czyx(array: Any, axes: str) -> Any:
-    """Return one time point as (C, Z, Y, X), inserting singleton axes.
-
-    Parameters
-    ----------
-    array : ndarray or dask array
-        Image in canonical order described by ``axes`` (a subsequence of ``"TCZYX"``).
-    axes : str
-        Axis letters of ``array``.
-
-    Returns
-    -------
-    ndarray or dask array
-        Four-dimensional (C, Z, Y, X) view of the same type.
-
-    Raises
-    ------
-    InputError
-        When the image has more than one time point.
-    """
-    if len(axes) != array.ndim or any(a not in CANONICAL for a in axes):
-        raise InputError("array", f"axes {axes!r} do not describe an array of shape {tuple(array.shape)}")
-    array, axes = canonicalize(array, axes, "array")
-    if "T" in axes:
-        raise InputError("array", f"{array.shape[0]} time points; expected one (select a time point first)")
-    index = tuple(slice(None) if a in axes else None for a in "CZYX")
-    return array[index]
-
-
-def select_channels(
-    array: Any, meta: ImageMeta, channels: Sequence[str | int] | str | int
-) -> tuple[Any, ImageMeta]:
-    """Keep only some channels, given by name or index, in the order asked.
-
-    Parameters
-    ----------
-    array : ndarray or dask array
-        Image in canonical order (as returned by :func:`read_image`).
-    meta : ImageMeta
-        Its metadata.
-    channels : str, int or sequence of them
-        Channel names or 0-based indices.
-
-    Returns
-    -------
-    array, ImageMeta
-        The selection; the C axis is dropped when a single channel is kept (its name stays in
-        ``channel_names``).
-    """
-    if isinstance(channels, (str, int, np.integer)):
-        channels = [channels]
-    n_channels = meta.shape[meta.axes.index("C")] if "C" in meta.axes else 1
-    names = (
-        list(meta.channel_names)
-        if len(meta.channel_names) == n_channels
-        else list(_default_names(n_channels))
-    )
-    source = meta.path or "image"
-    known = ", ".join(f"{i}={n}" for i, n in enumerate(names))
-    index: list[int] = []
-    for ch in channels:
-        if isinstance(ch, (int, np.integer)) and not isinstance(ch, bool):
-            if not -len(names) <= int(ch) < len(names):
-                raise InputError(
-                    source, f"no channel {int(ch)}; the image has {len(names)} channel(s): {known}"
-                )
-            index.append(int(ch) % len(names))
-        elif isinstance(ch, str) and ch in names:
-            index.append(names.index(ch))
-        elif isinstance(ch, str) and ch.isdigit() and int(ch) < len(names):
-            index.append(int(ch))
-        else:
-            raise InputError(source, f"no channel {ch!r}; known channels: {known}")
-    if not index:
-        raise InputError(source, "no channel selected")
-    if "C" in meta.axes:
-        c = meta.axes.index("C")
-        take = (slice(None),) * c
-        if len(index) == 1:
-            out = array[(*take, index[0])]
-            axes = meta.axes.replace("C", "")
-        else:
-            out = array[(*take, index)] if _is_dask(array) else np.take(array, index, axis=c)
-            axes = meta.axes
-    else:
-        if len(index) == 1:
-            out, axes = array, meta.axes
-        else:
-            c = 1 if meta.axes.startswith("T") else 0
-            expanded = array[(slice(None),) * c + (None,)]
-            out = expanded[(slice(None),) * c + ([0] * len(index),)]
-            axes = meta.axes[:c] + "C" + meta.axes[c:]
-    new_meta = ImageMeta(
-        axes=axes,
-        shape=tuple(int(s) for s in out.shape),
-        dtype=str(out.dtype),
-        voxel_size_um=meta.voxel_size_um,
-        channel_names=tuple(names[i] for i in index),
-        path=meta.path,
-        extra=dict(meta.extra),
-    )
-    return out, new_meta
-
-
-def _default_names(n: int) -> tuple[str, ...]:
-    return tuple(f"ch{i}" for i in range(n))
 
 
 def _finish(

@@ -2,8 +2,11 @@
 
 Modules (pure numpy/pandas unless noted):
 
-* :mod:`~stainfree.quantify.objects` -- masks -> objects (volume, surface, sphericity, shape, intensity,
-  ratio, distance to the nucleus, height above the coverslip); per-structure and per-cell summaries; cells;
+* :mod:`~stainfree.quantify.objects` -- masks -> objects, the public face of the next three modules:
+* :mod:`~stainfree.quantify.maps` -- object maps (connected components, label maps), cells;
+* :mod:`~stainfree.quantify.measure` -- volume, surface, sphericity, shape, intensity, ratio, distance to the
+  nucleus, height above the coverslip;
+* :mod:`~stainfree.quantify.summaries` -- per-structure and per-cell summaries;
 * :mod:`~stainfree.quantify.contacts` -- contacts between every pair of structures and between objects;
 * :mod:`~stainfree.quantify.tracking` -- frame-to-frame links, tracks, contact events;
 * :mod:`~stainfree.quantify.inputs` -- label maps, mask stacks, instance stacks, simulator field folders;

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from stainfree.quantify.objects import ObjectMap, distance_transform
+from stainfree.quantify.maps import ObjectMap
+from stainfree.quantify.measure import distance_transform
 
 __all__ = [
     "CONTACT_COLUMNS",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from stainfree.errors import InputError
-from stainfree.quantify.objects import ObjectMap, build_object_map, object_map_from_label_map
+from stainfree.quantify.maps import ObjectMap, build_object_map, object_map_from_label_map
 from stainfree.types import COMPARTMENTS
 
 __all__ = [

@@ -12,14 +12,9 @@ import pandas as pd
 from stainfree.errors import InputError
 from stainfree.quantify.contacts import contact_matrix, measure_contacts
 from stainfree.quantify.inputs import MaskSource
-from stainfree.quantify.objects import (
-    cell_structure_volumes,
-    cell_summary,
-    cell_volumes,
-    derive_cells,
-    measure_objects,
-    structure_summary,
-)
+from stainfree.quantify.maps import derive_cells
+from stainfree.quantify.measure import measure_objects
+from stainfree.quantify.summaries import cell_structure_volumes, cell_summary, cell_volumes, structure_summary
 from stainfree.quantify.tracking import (
     LINK_COLUMNS,
     assign_tracks,

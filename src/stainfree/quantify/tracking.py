@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from stainfree.quantify.objects import ObjectMap
+from stainfree.quantify.maps import ObjectMap
 
 __all__ = [
     "EVENT_COLUMNS",

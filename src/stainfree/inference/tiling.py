@@ -1,0 +1,427 @@
+"""Tiled prediction of an array of any size: sliding window, Gaussian blending, bounded memory.
+
+The core, :func:`predict_array`, takes a plain ``torch.nn.Module`` and a normalised array. Big images are cut
+into blocks of a few tiles plus a halo of context; each block is read on its own (so a lazy dask array is only
+read block by block), run through MONAI's ``sliding_window_inference`` with Gaussian weights on every axis,
+and its core is written into the output (an in-memory array, a numpy memmap or a zarr array). Peak memory is
+therefore set by the block, not by the image.
+
+:mod:`stainfree.inference.predict` adds what a saved model bundle and an image file know.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from stainfree.errors import InputError
+
+#: Default largest block, in voxels of one channel including its halo (64 Mi voxels = 256 MB of float32).
+DEFAULT_BLOCK_VOXELS = 1 << 24
+
+OutSpec = Any  # an array-like with __setitem__, or a callable (shape, dtype) -> such an array
+
+
+# ----- pure helpers ---------------------------------------------------------------------------------------
+
+
+def _round_up(n: int, m: int) -> int:
+    return int(math.ceil(n / m) * m)
+
+
+def model_divisor(model: Any, spatial_dims: int) -> tuple[int, ...]:
+    """Per-axis size a network's input must be a multiple of.
+
+    Read from a ``divisor`` (or ``size_divisor``) attribute of the model when it has one (an int or one int
+    per axis), else ``2 ** model.depth`` (stainfree's U-Net) or the product of ``model.strides`` (MONAI
+    U-Nets); otherwise 16, right for U-Nets of depth <= 4 that halve every axis.
+    """
+    for name in ("divisor", "size_divisor", "required_divisor"):
+        value = getattr(model, name, None)
+        if callable(value):
+            value = value()
+        if value is not None:
+            if isinstance(value, int):
+                return (int(value),) * spatial_dims
+            value = tuple(int(v) for v in value)
+            return value[-spatial_dims:] if len(value) >= spatial_dims else (value[0],) * spatial_dims
+    depth = getattr(model, "depth", None)
+    if isinstance(depth, int) and depth >= 0:
+        return (2**depth,) * spatial_dims
+    strides = getattr(model, "strides", None)
+    if isinstance(strides, (tuple, list)) and strides and all(isinstance(v, int) for v in strides):
+        return (int(np.prod(strides)),) * spatial_dims
+    return (16,) * spatial_dims
+
+
+def default_roi_size(spatial_dims: int) -> tuple[int, ...]:
+    """Tile shape used when none is given: (32, 128, 128) in 3D, (256, 256) in 2D."""
+    return (32, 128, 128) if spatial_dims == 3 else (256, 256)
+
+
+def _effective_roi(
+    roi_size: Sequence[int] | int, shape: Sequence[int], divisor: Sequence[int]
+) -> tuple[int, ...]:
+    """Tile shape: a multiple of the divisor on every axis, never larger than the (rounded-up) image."""
+    roi = (roi_size,) * len(shape) if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
+    if len(roi) != len(shape):
+        raise InputError("roi_size", f"needs {len(shape)} values for this image, got {len(roi)}")
+    if any(r < 1 for r in roi):
+        raise InputError("roi_size", f"tile sizes must be positive, got {roi}")
+    return tuple(min(_round_up(r, d), _round_up(s, d)) for r, s, d in zip(roi, shape, divisor, strict=True))
+
+
+def _block_grid(
+    shape: Sequence[int], roi: Sequence[int], halo: Sequence[int], max_block_voxels: int
+) -> tuple[tuple[int, ...], list[tuple[tuple[int, int], ...]]]:
+    """Split an image into blocks (multiples of the tile) whose size with halo stays under
+    ``max_block_voxels``.
+
+    Returns the block shape and, for every block, its core ``(start, stop)`` per axis.
+    """
+    block = [_round_up(s, r) for s, r in zip(shape, roi, strict=True)]
+
+    def voxels(b: Sequence[int]) -> int:
+        return int(np.prod([min(bb + 2 * h, s + 2 * h) for bb, h, s in zip(b, halo, shape, strict=True)]))
+
+    while voxels(block) > max_block_voxels:
+        # shrink the axis with the most tiles in the block; stop at one tile per axis
+        tiles = [b // r for b, r in zip(block, roi, strict=True)]
+        axis = int(np.argmax(tiles))
+        if tiles[axis] <= 1:
+            break
+        block[axis] = max(roi[axis], _round_up(block[axis] // 2, roi[axis]))
+    block = [min(b, s) for b, s in zip(block, shape, strict=True)]
+    ranges = [[(a, min(a + b, s)) for a in range(0, s, b)] for s, b in zip(shape, block, strict=True)]
+    return tuple(block), list(itertools.product(*ranges))
+
+
+def _extent(start: int, stop: int, halo: int, roi: int, size: int) -> tuple[int, int]:
+    """Core plus halo, clipped to the image and grown to at least one tile where the image allows."""
+    a, b = max(start - halo, 0), min(stop + halo, size)
+    short = min(roi, size) - (b - a)
+    if short > 0:
+        a = max(a - short, 0)
+        b = min(a + max(roi, b - a), size)
+    return a, b
+
+
+def _pad_to(block: np.ndarray, minimum: Sequence[int]) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Pad the last ``len(minimum)`` axes at the end to at least ``minimum``; return the crop back."""
+    lead = block.ndim - len(minimum)
+    spatial = block.shape[lead:]
+    pads = [(0, max(m - s, 0)) for s, m in zip(spatial, minimum, strict=True)]
+    crop = tuple(slice(0, s) for s in spatial)
+    if not any(p[1] for p in pads):
+        return block, crop
+    out = block
+    for ax, (p, s) in enumerate(zip(pads, spatial, strict=True), start=lead):
+        if p[1]:
+            width = [(0, 0)] * block.ndim
+            width[ax] = p
+            out = np.pad(out, width, mode="reflect" if s > 1 and p[1] < s else "symmetric")
+    return out, crop
+
+
+# ----- the core -------------------------------------------------------------------------------------------
+
+
+def gaussian_weights(roi: Sequence[int], sigma_scale: float = 0.125, floor: float = 1e-3) -> np.ndarray:
+    """Separable Gaussian tile weights (max 1), floored per axis so that no product ever reaches zero.
+
+    Flooring each axis (rather than the product, as MONAI's default map does) keeps a voxel at a tile's edge
+    weighted ~``floor`` times less than one near another tile's centre on *every* axis, so the padded edges of
+    a tile never leak into the blend near image corners.
+    """
+    weights = np.ones((), dtype=np.float64)
+    for r in roi:
+        pos = np.arange(r, dtype=np.float64) - (r - 1) / 2.0
+        g = np.maximum(np.exp(-(pos**2) / (2.0 * (sigma_scale * r) ** 2)), floor)
+        weights = np.multiply.outer(weights, g)
+    return weights.astype(np.float32)
+
+
+def _window_runner(
+    model: Any,
+    *,
+    roi: tuple[int, ...],
+    overlap: float,
+    sw_batch_size: int,
+    blend: str,
+    bf16: bool,
+    device: str,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function running sliding-window inference on one (C, *spatial) float32 block."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    weight_map = None
+    if blend == "gaussian":
+        weight_map = torch.from_numpy(gaussian_weights(roi))[None, None]
+
+    def run(block: np.ndarray) -> np.ndarray:
+        # (C, *spatial) -> (C_out, *spatial); a batch (N, C, *spatial) of planes -> (N, C_out, *spatial)
+        batched = block.ndim == len(roi) + 2
+        padded, crop = _pad_to(block, roi)
+        tensor = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))
+        if not batched:
+            tensor = tensor[None]
+
+        def predictor(window: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                return model(window).float()
+
+        with torch.inference_mode():
+            result = sliding_window_inference(
+                tensor,
+                roi_size=roi,
+                sw_batch_size=sw_batch_size,
+                predictor=predictor,
+                overlap=overlap,
+                mode=blend,
+                roi_weight_map=weight_map,
+                sw_device=device,
+                device="cpu",
+            )
+        out = result.float().numpy()[(slice(None), slice(None), *crop)]
+        return out if batched else out[0]
+
+    return run
+
+
+def border_margin(roi: Sequence[int]) -> tuple[int, ...]:
+    """Voxels of mirrored context beyond the image border per axis: 1/8 of the tile in Y and X, none in Z.
+
+    Mirroring is sound in the plane, where content is translation-invariant; not along Z, where a
+    bright-field stack changes focus plane by plane and a network may have learned the whole stack.
+    """
+    in_plane = [0 if r <= 1 else max(1, int(r) // 8) for r in roi[-2:]]
+    return (*([0] * (len(roi) - 2)), *in_plane)
+
+
+def _predict_spatial(
+    runner: Callable[[np.ndarray], np.ndarray],
+    x: Any,
+    *,
+    roi: tuple[int, ...],
+    halo: tuple[int, ...],
+    max_block_voxels: int,
+    get_out: Callable[[int], Any],
+    out_index: tuple,
+    on_block: Callable[[], None] | None,
+    planes: bool = False,
+    margin: tuple[int, ...] | None = None,
+) -> None:
+    """Predict one (C, *spatial) image block by block, writing cores into ``get_out(n_channels)[out_index]``.
+
+    With ``planes`` the image is (C, Z, Y, X) for a 2D network: a block holds several planes, run as one batch
+    (no halo along Z). ``margin``: voxels of mirrored image beyond its border, per axis of the network
+    (default :func:`border_margin` of ``roi``).
+    """
+    margin = border_margin(roi) if margin is None else tuple(margin)
+    if planes:
+        roi, halo, margin = (1, *roi), (0, *halo), (0, *margin)
+    shape = tuple(x.shape[1:])
+    _, blocks = _block_grid(shape, roi, halo, max_block_voxels)
+    for core in blocks:
+        ext = tuple(_extent(a, b, h, r, s) for (a, b), h, r, s in zip(core, halo, roi, shape, strict=True))
+        read = x[(slice(None), *(slice(a, b) for a, b in ext))]
+        block = np.asarray(read.compute() if hasattr(read, "compute") else read, dtype=np.float32)
+        # where the block meets the image border, mirror the image outwards: no output voxel then sits at the
+        # network's zero-padded edge (a net trained on patches can paint a line along the border)
+        pads = [
+            (min(m if a == 0 else 0, b - a - 1), min(m if b == s else 0, b - a - 1))
+            for (a, b), m, s in zip(ext, margin, shape, strict=True)
+        ]
+        if any(p for pair in pads for p in pair):
+            block = np.pad(block, [(0, 0), *pads], mode="reflect")
+        if planes:
+            pred = np.moveaxis(runner(np.moveaxis(block, 1, 0)), 0, 1)
+        else:
+            pred = runner(block)
+        keep = tuple(slice(p0, p0 + b - a) for (p0, _), (a, b) in zip(pads, ext, strict=True))
+        pred = pred[(slice(None), *keep)]
+        inner = tuple(slice(a - ea, b - ea) for (a, b), (ea, _) in zip(core, ext, strict=True))
+        out = get_out(pred.shape[0])
+        out[(*out_index, slice(None), *(slice(a, b) for a, b in core))] = pred[(slice(None), *inner)]
+        if on_block is not None:
+            on_block()
+
+
+def _count_blocks(
+    shape: Sequence[int], roi: tuple[int, ...], halo: tuple[int, ...], max_block_voxels: int
+) -> int:
+    return len(_block_grid(shape, roi, halo, max_block_voxels)[1])
+
+
+def predict_array(
+    model: Any,
+    x: Any,
+    *,
+    spatial_dims: int,
+    roi_size: Sequence[int] | int | None = None,
+    overlap: float = 0.25,
+    sw_batch_size: int = 1,
+    blend: str = "gaussian",
+    bf16: bool = False,
+    device: str = "cpu",
+    axes: str | None = None,
+    out: OutSpec | None = None,
+    max_block_voxels: int = DEFAULT_BLOCK_VOXELS,
+    divisor: int | Sequence[int] | None = None,
+    progress: bool = False,
+) -> Any:
+    """Run a network over a normalised image of any size, tile by tile, with blended overlaps.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+        Maps a (N, C_in, *tile) float tensor to (N, C_out, *tile). It is put in eval mode and moved to
+        ``device``.
+    x : ndarray or dask array
+        Normalised input ``(C, [Z,] Y, X)``; also ``(C, Z, Y, X)`` for a 2D model (predicted slice by slice)
+        and ``(T, C, [Z,] Y, X)`` for a time-lapse (predicted frame by frame). Any size: it is padded
+        internally to what the network needs and the result is cropped back. A lazy array is read one block at
+        a time.
+    spatial_dims : int
+        2 or 3: the dimensionality of the network.
+    roi_size : int or sequence of int, optional
+        Tile shape (rounded up to what the network needs, capped by the image); default
+        :func:`default_roi_size`.
+    overlap : float
+        Fraction of a tile shared with its neighbours, in [0, 1).
+    sw_batch_size : int
+        Tiles per forward pass.
+    blend : {"gaussian", "constant"}
+        Weights of overlapping tiles; Gaussian weights on every axis hide tile seams.
+    bf16 : bool
+        Run the network under bfloat16 autocast (output stays float32).
+    device : str
+        Torch device of the network (``"cpu"``, ``"cuda"``); blending and output stay on the CPU.
+    axes : str, optional
+        Axis letters of ``x`` (e.g. ``"TCYX"``) when its number of dimensions is ambiguous; by default a 4-D
+        input to a 2D network is ``"CZYX"`` and a 5-D input is ``"TCZYX"``.
+    out : array-like or callable, optional
+        Where to write: an array of the output shape, or ``callable(shape, dtype) -> array`` (e.g. a numpy
+        memmap or a zarr array) called once the number of output channels is known. Default: a new numpy
+        array.
+    max_block_voxels : int
+        Largest block (per channel, with its halo) held in memory at once.
+    divisor : int or sequence of int, optional
+        Size the network needs every tile axis to be a multiple of; normally found on the model
+        (:func:`model_divisor`).
+    progress : bool
+        Show a rich progress bar over blocks.
+
+    Returns
+    -------
+    array
+        float32 prediction ``([T,] C_out, [Z,] Y, X)``: the same spatial shape as ``x`` (the object given or
+        made by ``out``).
+    """
+    import torch
+
+    if spatial_dims not in (2, 3):
+        raise InputError("model", f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if not 0.0 <= overlap < 1.0:
+        raise InputError("overlap", f"must be in [0, 1), got {overlap}")
+    if blend not in ("gaussian", "constant"):
+        raise InputError("blend", f"must be 'gaussian' or 'constant', got {blend!r}")
+    ndim = len(x.shape)
+    if axes is None:
+        axes = {
+            (2, 3): "CYX",
+            (2, 4): "CZYX",
+            (2, 5): "TCZYX",
+            (3, 4): "CZYX",
+            (3, 5): "TCZYX",
+        }.get((spatial_dims, ndim), "")
+    if (
+        len(axes) != ndim
+        or axes.lstrip("T") not in ("CYX", "CZYX")
+        or (spatial_dims == 3 and "Z" not in axes)
+    ):
+        raise InputError(
+            "input",
+            f"a {spatial_dims}D network needs (C, {'Z, ' if spatial_dims == 3 else '[Z,] '}Y, X) or a "
+            f"time-lapse of those; got an array of shape {tuple(x.shape)}",
+        )
+    if min(x.shape) < 1:
+        raise InputError("input", f"empty image of shape {tuple(x.shape)}")
+
+    if isinstance(model, torch.nn.Module):
+        model = model.eval().to(device)
+    spatial_shape = tuple(x.shape[axes.index("C") + 1 :])
+    net_shape = spatial_shape[-spatial_dims:]
+    if divisor is None:
+        divisor = model_divisor(model, spatial_dims)
+    elif isinstance(divisor, int):
+        divisor = (divisor,) * spatial_dims
+    requested = roi_size or default_roi_size(spatial_dims)
+    # mirrored context beyond the image border; the tile may grow by it where the image is smaller than a
+    # tile, so that the margin does not cost a second row of tiles
+    margin = border_margin(_effective_roi(requested, net_shape, divisor))
+    roi = _effective_roi(requested, [s + 2 * m for s, m in zip(net_shape, margin, strict=True)], divisor)
+    # context around each block: half a tile, so that every voxel of a block core is covered by tiles as
+    # in one pass over the whole image (a thinner halo crowds the tiles near block borders)
+    halo = tuple(max(r // 2, int(math.ceil(overlap * r))) for r in roi)
+
+    # frames (T) are predicted one after the other; a 2D network on a volume sees batches of planes
+    outer_shape = (x.shape[0],) if axes.startswith("T") else ()
+    slice_z = spatial_dims == 2 and "Z" in axes
+    holder: dict[str, Any] = {}
+
+    def get_out(n_channels: int) -> Any:
+        if "out" not in holder:
+            shape = (*outer_shape, n_channels, *spatial_shape)
+            if out is None:
+                holder["out"] = np.zeros(shape, dtype=np.float32)
+            elif callable(out) and not hasattr(out, "__setitem__"):
+                holder["out"] = out(shape, np.float32)
+            else:
+                if tuple(out.shape) != shape:
+                    raise InputError("out", f"has shape {tuple(out.shape)}, the prediction needs {shape}")
+                holder["out"] = out
+        return holder["out"]
+
+    runner = _window_runner(
+        model,
+        roi=roi,
+        overlap=overlap,
+        sw_batch_size=sw_batch_size * (8 if slice_z else 1),  # planes of a 2D network share forward passes
+        blend=blend,
+        bf16=bf16,
+        device=device,
+    )
+    frames = [(t,) for t in range(outer_shape[0])] if outer_shape else [()]
+    grid_roi, grid_halo = ((1, *roi), (0, *halo)) if slice_z else (roi, halo)
+    n_blocks = _count_blocks(spatial_shape, grid_roi, grid_halo, max_block_voxels) * len(frames)
+
+    def iterate(on_block: Callable[[], None] | None) -> None:
+        for t_idx in frames:
+            _predict_spatial(
+                runner,
+                x[t_idx] if t_idx else x,
+                roi=roi,
+                halo=halo,
+                max_block_voxels=max_block_voxels,
+                get_out=get_out,
+                out_index=t_idx,
+                on_block=on_block,
+                planes=slice_z,
+                margin=margin,
+            )
+
+    if progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("predicting", total=n_blocks)
+            iterate(lambda: bar.advance(task))
+    else:
+        iterate(None)
+    return holder["out"]
