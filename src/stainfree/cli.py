@@ -39,8 +39,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# ----- foundation: demo and the report (owner: lead)  -------------------------------------------------------
-# <cli-foundation>
+# ----- demo: end to end on simulated cells, HTML report -----------------------------------------------------
 @app.command()
 @friendly
 def demo(
@@ -57,8 +56,7 @@ def demo(
     typer.echo(str(report))
 
 
-# ----- input/output: info (owner: io) ----------------------------------------------------------------------
-# <cli-io>
+# ----- inspecting data: info --------------------------------------------------------------------------------
 def _fmt_number(value: Any) -> str:
     if value is None:
         return "?"
@@ -109,8 +107,7 @@ def info(
         raise typer.Exit(code=2)
 
 
-# ----- digital cell: simulate (owner: simulate) ------------------------------------------------------------
-# <cli-simulate>
+# ----- digital cell: simulate -------------------------------------------------------------------------------
 @app.command()
 @friendly
 def simulate(
@@ -149,9 +146,7 @@ def simulate(
     typer.echo(f"wrote {manifest}")
 
 
-# ----- virtual staining: manifest, train, predict, evaluate (owner: virtual staining)  ----------------------
-# (training: manifest, train; owner: training)
-# <cli-training>
+# ----- virtual staining: manifest, train, predict, evaluate -------------------------------------------------
 @app.command("manifest")
 @friendly
 def manifest_cmd(
@@ -208,8 +203,6 @@ def train_cmd(
     typer.echo(str(api.train(config, resume=resume, max_steps=max_steps, progress=not quiet)))
 
 
-# (inference and evaluation: predict, evaluate; owner: inference)
-# <cli-inference>
 @app.command("predict")
 @friendly
 def predict_cmd(
@@ -294,10 +287,7 @@ def evaluate_cmd(
     typer.echo(f"wrote {out / 'evaluation.csv'}")
 
 
-# ----- segmentation: make-masks, segment (owner: segmentation)  ---------------------------------------------
-# <cli-segmentation>
-
-
+# ----- organelles: make-masks, segment, train-catalog -------------------------------------------------------
 @app.command("make-masks")
 @friendly
 def make_masks_cmd(
@@ -368,10 +358,7 @@ def train_catalog_cmd(
         typer.echo(str(p))
 
 
-# ----- quantification: quantify (owner: quantify)  ----------------------------------------------------------
-# <cli-quantify>
-
-
+# ----- quantification: quantify -----------------------------------------------------------------------------
 @app.command("quantify")
 @friendly
 def quantify_cmd(

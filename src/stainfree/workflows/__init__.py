@@ -1,0 +1,13 @@
+"""The workflows of stainfree, one module per family; :mod:`stainfree.api` re-exports their public functions.
+
+- :mod:`~stainfree.workflows.demo`: ``demo`` (end to end on simulated cells, HTML report)
+- :mod:`~stainfree.workflows.inspect`: ``info``, ``simulate``
+- :mod:`~stainfree.workflows.staining`: virtual staining (``make_manifest``, ``train``,
+  ``write_default_training_job``, ``predict``, ``evaluate``)
+- :mod:`~stainfree.workflows.organelles`: organelles from one dye (``catalog_training_job``,
+  ``train_catalog``, ``fine_tune``, ``segment``, ``make_masks``, ``train_fgnet``)
+- :mod:`~stainfree.workflows.quantify`: ``quantify``
+
+Each function wires the lower layers together and returns paths or tables. Heavy libraries (torch, pandas,
+scikit-image, ...) are imported inside the functions, so importing these modules is cheap.
+"""
