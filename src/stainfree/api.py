@@ -18,7 +18,14 @@ from stainfree.workflows.organelles import (
     train_fgnet,
 )
 from stainfree.workflows.quantify import quantify
-from stainfree.workflows.staining import evaluate, make_manifest, predict, train, write_default_training_job
+from stainfree.workflows.staining import (
+    evaluate,
+    make_manifest,
+    predict,
+    pretrain,
+    train,
+    write_default_training_job,
+)
 
 __all__ = [
     "catalog_training_job",
@@ -29,6 +36,7 @@ __all__ = [
     "make_manifest",
     "make_masks",
     "predict",
+    "pretrain",
     "quantify",
     "segment",
     "simulate",

@@ -185,6 +185,9 @@ def train_cmd(
         bool, typer.Option("--resume", help="Continue from <output_dir>/checkpoints/last.ckpt.")
     ] = False,
     max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.")] = None,
+    max_time: Annotated[
+        str | None, typer.Option("--max-time", help="Override train.max_time: seconds or e.g. 15m, 1h30m.")
+    ] = None,
     write_default: Annotated[
         Path | None, typer.Option("--write-default", help="Write a default job YAML to this path and exit.")
     ] = None,
@@ -200,7 +203,42 @@ def train_cmd(
         from stainfree.errors import ConfigError
 
         raise ConfigError("give a training job YAML, or --write-default PATH to create one")
-    typer.echo(str(api.train(config, resume=resume, max_steps=max_steps, progress=not quiet)))
+    typer.echo(
+        str(api.train(config, resume=resume, max_steps=max_steps, max_time=max_time, progress=not quiet))
+    )
+
+
+@app.command("pretrain")
+@friendly
+def pretrain_cmd(
+    images: Annotated[list[str], typer.Argument(help="Label-free images: files, folders or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the pretrained bundle and its run.")],
+    job: Annotated[
+        Path | None,
+        typer.Option("--job", help="The training job YAML this prepares (input mode, channels, network)."),
+    ] = None,
+    max_time: Annotated[
+        str | None, typer.Option("--max-time", help="Time budget: seconds or e.g. 10m (default: the job's).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Steps (default: the job's).")] = None,
+    mask_fraction: Annotated[
+        float, typer.Option("--mask-fraction", help="Share of each input patch hidden under noise.")
+    ] = 0.5,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Self-supervised pretraining on label-free images alone; start training from it with init_from."""
+    from stainfree import api
+
+    bundle = api.pretrain(
+        images,
+        out,
+        job=job,
+        max_time=max_time,
+        max_steps=max_steps,
+        mask_fraction=mask_fraction,
+        progress=not quiet,
+    )
+    typer.echo(str(bundle))
 
 
 @app.command("predict")
@@ -223,6 +261,14 @@ def predict_cmd(
     ] = False,
     device: Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1.")] = "cpu",
     batch: Annotated[int, typer.Option("--batch", help="Tiles per forward pass.")] = 1,
+    tta: Annotated[
+        bool,
+        typer.Option("--tta", help="Test-time augmentation: average 8 flipped/turned views (8x the time)."),
+    ] = False,
+    uncertainty: Annotated[
+        bool,
+        typer.Option("--uncertainty", help="With --tta: add the spread of the views as extra channels."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Predict fluorescence (or masks) from a label-free image; several bundles make a multi-channel image."""
@@ -241,6 +287,8 @@ def predict_cmd(
         bf16=bf16,
         device=device,
         progress=not quiet,
+        tta=tta,
+        uncertainty=uncertainty,
     )
     for path in written.values():
         typer.echo(str(path))

@@ -22,6 +22,9 @@ def _pairs(n=3, shape=(1, 16, 32, 32), seed=0):
 
 
 def _job(out, *, steps=10, dims=3, **train):
+    """A tiny job with the plain mechanics these tests check (no weight averaging, constant learning rate,
+    no augmentation unless asked, selection on val_loss, validation on the training images); the
+    little-data recipe's defaults are tested in test_recipe.py."""
     patch = [8, 16, 16] if dims == 3 else [16, 16]
     kw = {
         "max_steps": steps,
@@ -30,12 +33,19 @@ def _job(out, *, steps=10, dims=3, **train):
         "val_every_n_steps": 5,
         "checkpoint_every_n_steps": 5,
         "val_patches": 4,
+        "ema_decay": None,
+        "scheduler": "none",
+        "gradient_clip": None,
+        "monitor": "val_loss",
+        "augment": AugmentConfig(enabled=False),
         **train,
     }
     return TrainingJob(
         name="tiny",
         output_dir=out,
-        data=DataConfig(voxel_size_um=None, patch_shape=patch, input_mode="3d" if dims == 3 else "2d"),
+        data=DataConfig(
+            voxel_size_um=None, patch_shape=patch, input_mode="3d" if dims == 3 else "2d", validation="train"
+        ),
         model=ModelConfig(depth=2, base_channels=8),
         train=TrainConfig(**kw),
     )

@@ -39,7 +39,15 @@ def test_flip_moves_image_and_mask_together():
 
 def test_gain_never_touches_the_ratio_channel():
     cfg = AugmentConfig(
-        enabled=True, prob=1.0, rotation_degrees=0, scale_range=(1, 1), flip_axes=[], gain_range=(2, 3)
+        enabled=True,
+        prob=1.0,
+        rotation_degrees=0,
+        scale_range=(1, 1),
+        flip_axes=[],
+        rot90=False,
+        gain_range=(2, 3),
+        offset_range=(0, 0),
+        noise_std=0,
     )
     aug = build_augmenter(cfg, spatial_dims=2, task="binary", input_transform="ratiometric")
     s = _sample(2)
@@ -48,3 +56,34 @@ def test_gain_never_touches_the_ratio_channel():
     assert 2 <= float(ratio_gain.mean()) <= 3 and torch.allclose(ratio_gain, ratio_gain.flatten()[0])
     assert torch.equal(out["signal"][1], s["signal"][1])
     assert build_augmenter(AugmentConfig(enabled=False), spatial_dims=2, task="binary") is None
+
+
+def test_default_recipe_is_lossless_geometry_and_input_only_intensity():
+    cfg = AugmentConfig()
+    assert cfg.enabled and cfg.rot90 and cfg.rotation_degrees == 0 and tuple(cfg.scale_range) == (1, 1)
+    aug = build_augmenter(
+        cfg.model_copy(update={"prob": 1.0}), spatial_dims=2, task="binary", input_transform="ratiometric"
+    )
+    s = _sample(2)
+    s["signal"][1] = torch.arange(s["signal"][1].numel(), dtype=torch.float32).reshape(s["signal"][1].shape)
+    s["target"] = (s["signal"][1:2] > 20).float()
+    for seed in range(12):
+        out = aug(s, seed)
+        # ratio channel: moved (flips, 90-degree turns) but never scaled, shifted or noised: same values
+        assert torch.equal(out["signal"][1].flatten().sort().values, s["signal"][1].flatten().sort().values)
+        # the mask moved with it, exactly
+        assert torch.equal(out["target"][0], (out["signal"][1] > 20).float())
+    # intensity channel changes by gain, offset and noise
+    assert not torch.allclose(aug(s, 0)["signal"][0].abs().sum(), s["signal"][0].abs().sum())
+
+
+def test_rot90_turns_image_and_target_together_in_yx_of_a_3d_patch():
+    aug = Augmenter(
+        spatial_dims=3, rotation_degrees=0, scale_range=(1, 1), gain_range=(1, 1), flip_axes=[], rot90=True
+    )
+    sig = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    s = {"signal": sig, "target": sig[:1].clone()}
+    outs = [aug(s, seed) for seed in range(16)]
+    turns = {k for o in outs for k in range(4) if torch.equal(o["signal"], torch.rot90(sig, k, dims=(2, 3)))}
+    assert len(turns) >= 3  # several of the four turns seen, each a pure Y-X rotation (Z untouched)
+    assert all(torch.equal(o["signal"][:1], o["target"]) for o in outs)

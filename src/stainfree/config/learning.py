@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from stainfree.config.base import CONFIG_VERSION, StrictModel
 
@@ -14,25 +14,59 @@ ChannelRef = str | int
 
 
 class AugmentConfig(StrictModel):
-    """Random augmentation of training patches (MONAI dictionary transforms; masks use nearest neighbour)."""
+    """Random augmentation of training patches (MONAI dictionary transforms; masks use nearest neighbour).
 
-    enabled: bool = Field(False, description="Augment training patches (validation patches never are).")
-    prob: float = Field(0.5, ge=0.0, le=1.0, description="Probability of each random transform.")
-    rotation_degrees: float = Field(
-        15.0, ge=0.0, le=180.0, description="Maximum in-plane (Y-X) rotation, degrees, either direction."
+    The default is the little-data recipe: lossless flips and 90-degree rotations in Y-X, and intensity and
+    noise changes of the input; free rotation and zoom (interpolated) are off.
+    """
+
+    enabled: bool = Field(True, description="Augment training patches (validation patches never are).")
+    prob: float = Field(
+        0.5, ge=0.0, le=1.0, description="Probability of each random intensity/geometry change."
     )
-    scale_range: tuple[float, float] = Field((0.9, 1.1), description="Range of the random zoom factor.")
     flip_axes: list[int] = Field(
         default_factory=lambda: [-2, -1],
-        description="Spatial axes that may be flipped (negative: from the end).",
+        description="Spatial axes that may be flipped (negative: from the end; -3 is Z of a 3D network: add "
+        "it only where the modality is symmetric along Z, never for a focus series used as channels).",
+    )
+    rot90: bool = Field(
+        True, description="Random 90-degree rotations in the Y-X plane (needs square Y-X patches; lossless)."
+    )
+    rotation_degrees: float = Field(
+        0.0,
+        ge=0.0,
+        le=180.0,
+        description="Maximum free in-plane (Y-X) rotation, degrees, either direction (interpolated; "
+        "0 = off).",
+    )
+    scale_range: tuple[float, float] = Field(
+        (1.0, 1.0), description="Range of the random zoom factor (interpolated; 1, 1 = off)."
     )
     gain_range: tuple[float, float] = Field(
-        (0.75, 1.5), description="Range of a random multiplicative intensity gain (1, 1 switches it off)."
+        (0.8, 1.25), description="Range of a random multiplicative gain of the input (1, 1 switches it off)."
+    )
+    offset_range: tuple[float, float] = Field(
+        (-0.2, 0.2),
+        description="Range of a random offset added to the input, in normalized units (0, 0 = off).",
+    )
+    noise_std: float = Field(
+        0.05,
+        ge=0.0,
+        description="Largest standard deviation of Gaussian noise added to the input (normalized).",
+    )
+    mask_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Self-supervised pretraining (`stainfree pretrain`): share of the input hidden under "
+        "noise in random blocks (an eighth of the patch on a side), which the network learns to fill in; "
+        "0 = off.",
     )
     gain_channels: list[int] | None = Field(
         None,
-        description="Input channels the gain applies to; None = all channels, except that the ratio channel "
-        "of a ratiometric input never gets a gain.",
+        description="Input channels that gain, offset and noise apply to; None = all channels, except "
+        "that the "
+        "ratio channel of a ratiometric input never gets them.",
     )
 
 
@@ -102,14 +136,28 @@ class DataConfig(StrictModel):
         description="Regression targets, per image and channel (segmentation targets are never normalized).",
     )
     patch_shape: list[int] | None = Field(
-        None, description="Training patch (z, y, x) or (y, x); None = 32x64x64 in 3D, 256x256 in 2D."
+        None,
+        description="Training patch (z, y, x) or (y, x); None = chosen by the recipe ('auto': from the image "
+        "sizes and time budget; 'fixed': 32x64x64 in 3D, 256x256 in 2D).",
+    )
+    validation: Literal["auto", "images", "region", "train"] = Field(
+        "auto",
+        description="Where validation data come from when the manifest has no 'val' rows: 'images' holds out "
+        "whole training images (val_fraction of them); 'region' carves a block of val_region_fraction "
+        "from the "
+        "end of each training image's longer Y/X axis, behind a gap of half a patch that no training patch "
+        "touches; 'train' validates on the training images (selection on training data: not recommended); "
+        "'auto' = 'images' with 5 or more training images, else 'region' (the region is recorded in the "
+        "bundle).",
     )
     val_fraction: float = Field(
         0.1,
         ge=0.0,
         lt=1.0,
-        description="Fraction of training images held out for validation when the manifest has no 'val' rows "
-        "(with a single image, validation patches come from it).",
+        description="validation 'images': fraction of training images held out (at least one).",
+    )
+    val_region_fraction: float = Field(
+        0.2, gt=0.0, lt=0.5, description="validation 'region': share of each image's longer Y/X axis."
     )
     foreground_fraction: float = Field(
         0.0,
@@ -152,9 +200,22 @@ class ModelConfig(StrictModel):
     spatial_dims: Literal[2, 3] = Field(3, description="2D or 3D network.")
     in_channels: int = Field(1, ge=1, description="Input channels.")
     out_channels: int = Field(1, ge=1, description="Output channels (classes for multiclass).")
-    depth: int = Field(4, ge=1, le=7, description="Number of down-sampling steps.")
-    base_channels: int = Field(32, ge=1, description="Channels of the first level (doubled at each level).")
+    depth: int | None = Field(
+        None, ge=1, le=7, description="Number of down-sampling steps; None = chosen by the recipe (fixed: 4)."
+    )
+    base_channels: int | None = Field(
+        None,
+        ge=1,
+        description="Channels of the first level (doubled at each level); None = chosen by the recipe "
+        "(fixed: 32).",
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability.")
+    norm: Literal["batch", "group", "instance"] = Field(
+        "batch",
+        description="fnet_unet: normalization after each convolution ('group' does not depend on the batch, "
+        "which helps with batches of 1-4).",
+    )
+    residual: bool = Field(False, description="fnet_unet: residual double convolutions.")
 
 
 class TrainConfig(StrictModel):
@@ -163,35 +224,76 @@ class TrainConfig(StrictModel):
     task: Literal["regression", "binary", "multiclass"] = Field(
         "regression", description="What the network predicts."
     )
-    loss: Literal["mse", "l1", "bce", "ce", "dice_ce"] | None = Field(
-        None, description="Loss; None = mse (regression), bce (binary), ce (multiclass)."
+    loss: Literal["mse", "l1", "mse_ssim", "bce", "ce", "dice_ce"] | None = Field(
+        None,
+        description="Loss; None = mse (regression), bce (binary), ce (multiclass); mse_ssim = MSE + "
+        "(1 - SSIM).",
     )
     pos_weight: float | None = Field(None, gt=0, description="Binary: weight of positive voxels in the BCE.")
     class_weights: list[float] | None = Field(None, description="Multiclass: one weight per class in the CE.")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
     betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
-    batch_size: int = Field(8, ge=1, description="Patches per step.")
-    max_steps: int = Field(1000, ge=1, description="Training iterations (optimizer steps).")
+    batch_size: int | None = Field(
+        None, ge=1, description="Patches per step; None = chosen by the recipe (fixed: 8)."
+    )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Training iterations (optimizer steps); None = what fits max_time (measured on the first "
+        "steps), or 1000 without a time budget.",
+    )
+    max_time: float | str | None = Field(
+        None,
+        description="Training time budget: seconds, or a duration such as '15m', '1h30m', '90s'. Training "
+        "stops when it is spent; with max_steps None the step count (and so the learning-rate schedule) is "
+        "sized to fit it.",
+    )
     max_epochs: int | None = Field(
         None,
         ge=1,
         description="Optional cap in epochs; an epoch is as many patches as it takes to cover the training "
         "voxels once.",
     )
-    val_every_n_steps: int = Field(100, ge=1, description="Validate every N steps.")
+    val_every_n_steps: int | None = Field(
+        None, ge=1, description="Validate every N steps; None = 20 times per run (at most every 500 steps)."
+    )
     val_patches: int = Field(16, ge=1, description="Size of the fixed validation patch set.")
     checkpoint_every_n_steps: int = Field(
         100, ge=1, description="Save a checkpoint (and last.ckpt) every N steps."
     )
-    scheduler: Literal["none", "plateau"] = Field("none", description="Learning-rate schedule.")
+    scheduler: Literal["none", "plateau", "cosine"] = Field(
+        "cosine",
+        description="Learning-rate schedule: 'cosine' (linear warm-up, then cosine decay to 1% of lr at "
+        "max_steps), 'plateau' (reduce on a stalled monitor) or 'none'.",
+    )
+    warmup_fraction: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Cosine: share of the steps for warm-up."
+    )
     plateau_factor: float = Field(0.3, gt=0, lt=1, description="Plateau: factor of each reduction.")
     plateau_patience: int = Field(
         5, ge=0, description="Plateau: validations without improvement before reducing."
     )
     min_lr: float = Field(1e-6, ge=0, description="Training stops once the learning rate falls below this.")
-    monitor: Literal["val_loss", "val_f1"] = Field(
-        "val_loss", description="Metric of the best checkpoint and of the plateau schedule."
+    monitor: Literal["auto", "val_loss", "val_r", "val_f1"] = Field(
+        "auto",
+        description="Metric of the best checkpoint, early stopping and the plateau schedule; 'auto' = val_r "
+        "(Pearson r on the validation data) for regression, val_f1 for segmentation.",
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many validations without improvement of monitor (None = never).",
+    )
+    ema_decay: float | None = Field(
+        0.999,
+        gt=0.0,
+        lt=1.0,
+        description="Exponential moving average of the weights (decay ramped up over the first steps); "
+        "validation and the bundle use the averaged weights. None = off.",
+    )
+    gradient_clip: float | None = Field(
+        1.0, gt=0.0, description="Clip the gradient norm to this value (None = off)."
     )
     export: Literal["best", "last"] = Field(
         "best",
@@ -206,12 +308,59 @@ class TrainConfig(StrictModel):
     num_nodes: int = Field(1, ge=1, description="Number of nodes.")
     num_workers: int = Field(0, ge=0, description="Data-loader worker processes.")
     seed: int = Field(0, description="Seed of weights, patches and augmentation.")
-    init_from: Path | None = Field(None, description="Bundle whose weights start the training (fine-tuning).")
+    init_from: Path | None = Field(
+        None,
+        description="Bundle whose weights start the training (fine-tuning, or a `stainfree pretrain` "
+        "encoder): "
+        "every weight whose name and shape fit is loaded, the rest start fresh.",
+    )
     freeze_encoder: bool = Field(False, description="Do not train the encoder (down path).")
+
+    @field_validator("max_time")
+    @classmethod
+    def _duration(cls, v: float | str | None) -> float | str | None:
+        parse_duration(v)
+        return v
 
     def resolved_loss(self) -> str:
         """The loss, with the default for the task."""
         return self.loss or {"regression": "mse", "binary": "bce", "multiclass": "ce"}[self.task]
+
+    def resolved_monitor(self) -> str:
+        """The monitor, with the default for the task."""
+        if self.monitor != "auto":
+            return self.monitor
+        return "val_r" if self.task == "regression" else "val_f1"
+
+    def max_seconds(self) -> float | None:
+        """``max_time`` in seconds (None without a budget)."""
+        return parse_duration(self.max_time)
+
+
+def parse_duration(value: float | str | None) -> float | None:
+    """Seconds of a duration: a number, or text such as '90', '90s', '15m', '1h30m', '2h'.
+
+    Raises
+    ------
+    ValueError
+        Text that is not a duration, or a duration <= 0.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        import re
+
+        text = str(value).strip().lower().replace(" ", "")
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?", text)
+        if not text or parts is None:
+            raise ValueError(f"not a duration: {value!r} (use seconds or e.g. '15m', '1h30m')")
+        h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = 3600 * h + 60 * m + sec
+    if seconds <= 0:
+        raise ValueError(f"a duration must be > 0, got {value!r}")
+    return seconds
 
 
 class TrainingJob(StrictModel):
@@ -223,6 +372,13 @@ class TrainingJob(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig, description="Network.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
     output_dir: Path = Field(Path("runs/model"), description="Folder of checkpoints, logs and the bundle.")
+    recipe: Literal["auto", "fixed"] = Field(
+        "auto",
+        description="How settings left empty (null) are chosen: 'auto' picks patch shape, batch size, "
+        "network "
+        "depth and width from the image sizes, the time budget (train.max_time) and the device; 'fixed' uses "
+        "32x64x64 (3D) / 256x256 (2D) patches, batch 8, depth 4, 32 channels. Settings given are kept.",
+    )
 
 
 class ChannelStats(StrictModel):
@@ -296,6 +452,14 @@ class PredictConfig(StrictModel):
     sw_batch_size: int = Field(1, ge=1, description="Tiles per forward pass.")
     bf16: bool = Field(False, description="bfloat16 autocast for the network (output stays float32).")
     device: str = Field("cpu", description="Torch device of the network ('cpu', 'cuda', 'cuda:1').")
+    tta: bool = Field(
+        False,
+        description="Test-time augmentation: average each tile over its 8 flipped and turned Y-X views "
+        "(8x the compute).",
+    )
+    uncertainty: bool = Field(
+        False, description="With tta: write the per-voxel spread over the views as extra channels."
+    )
 
 
 class EvaluateConfig(StrictModel):

@@ -19,7 +19,6 @@ from monai.transforms import (
     Compose,
     MapTransform,
     RandFlipd,
-    RandGaussianNoised,
     RandomizableTransform,
     RandRotate90d,
     RandRotated,
@@ -28,8 +27,9 @@ from monai.transforms import (
 
 
 class RandGaind(RandomizableTransform, MapTransform):
-    """Map chosen channels of ``key`` to ``gain * x + offset``, one random gain from ``gain_range`` and one
-    offset from ``offset_range`` (in normalized units) per sample."""
+    """Map chosen channels of ``key`` to ``gain * x + offset + noise``: one random gain from ``gain_range``
+    and one offset from ``offset_range`` (normalized units) per sample, and Gaussian noise of a standard
+    deviation drawn from [0, ``noise_std``]."""
 
     def __init__(
         self,
@@ -38,6 +38,7 @@ class RandGaind(RandomizableTransform, MapTransform):
         channels: Sequence[int] | None,
         prob: float,
         offset_range: Sequence[float] = (0.0, 0.0),
+        noise_std: float = 0.0,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         MapTransform.__init__(self, [key])
@@ -45,13 +46,16 @@ class RandGaind(RandomizableTransform, MapTransform):
         self.gain_range = (float(gain_range[0]), float(gain_range[1]))
         self.offset_range = (float(offset_range[0]), float(offset_range[1]))
         self.channels = None if channels is None else list(channels)
+        self.noise_std = float(noise_std)
         self._gain = 1.0
         self._offset = 0.0
+        self._std = 0.0
 
     def randomize(self, data: Any = None) -> None:
         super().randomize(None)
         self._gain = float(self.R.uniform(*self.gain_range))
         self._offset = float(self.R.uniform(*self.offset_range))
+        self._std = float(self.R.uniform(0.0, self.noise_std))
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
@@ -62,7 +66,37 @@ class RandGaind(RandomizableTransform, MapTransform):
         chans = range(x.shape[0]) if self.channels is None else self.channels
         for c in chans:
             x[c] = x[c] * self._gain + self._offset
+            if self._std > 0:
+                x[c] += torch.from_numpy(
+                    self.R.standard_normal(tuple(x[c].shape)).astype(np.float32) * self._std
+                )
         d[self.key] = x
+        return d
+
+
+class RandMaskd(RandomizableTransform, MapTransform):
+    """Hide a share of ``key`` under Gaussian noise in random blocks of 1/8 of the patch on a side (every
+    channel at once): the pretext task of masked-image pretraining, where the target is the unmasked input."""
+
+    def __init__(self, key: str, fraction: float) -> None:
+        RandomizableTransform.__init__(self, 1.0)
+        MapTransform.__init__(self, [key])
+        self.key = key
+        self.fraction = float(fraction)
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        x = d[self.key].clone()
+        spatial = tuple(int(s) for s in x.shape[1:])
+        block = tuple(max(1, s // 8) for s in spatial)
+        grid = tuple(-(-s // b) for s, b in zip(spatial, block, strict=True))
+        hidden = self.R.random(grid) < self.fraction
+        mask = np.ones(spatial, dtype=bool)
+        for idx in zip(*np.nonzero(hidden), strict=True):
+            mask[tuple(slice(i * b, (i + 1) * b) for i, b in zip(idx, block, strict=True))] = False
+        keep = torch.from_numpy(mask)
+        noise = torch.from_numpy(self.R.standard_normal(tuple(x.shape)).astype(np.float32))
+        d[self.key] = torch.where(keep, x, noise)
         return d
 
 
@@ -80,7 +114,8 @@ class Augmenter:
     ----------
     spatial_dims : int
         2 or 3 (3: rotations in the Y-X plane only; flips and zoom on every axis asked for).
-    rotation_degrees, scale_range, flip_axes, rot90, gain_range, offset_range, gain_channels, noise_std, prob
+    rotation_degrees, scale_range, flip_axes, rot90, gain_range, offset_range, gain_channels, noise_std,
+    mask_fraction, prob
         See :class:`stainfree.config.AugmentConfig` (``rot90`` needs square Y-X patches).
     target_is_mask : bool
         Interpolate the target with nearest neighbour (segmentation).
@@ -98,6 +133,7 @@ class Augmenter:
         offset_range: Sequence[float] = (0.0, 0.0),
         gain_channels: Sequence[int] | None = None,
         noise_std: float = 0.0,
+        mask_fraction: float = 0.0,
         prob: float = 0.5,
         target_is_mask: bool = False,
     ) -> None:
@@ -134,14 +170,16 @@ class Augmenter:
             transforms.append(RandFlipd(keys=keys, prob=0.5, spatial_axis=axis))
         if rot90:
             transforms.append(
-                RandRotate90d(keys=keys, prob=0.75, max_k=3, spatial_axes=(spatial_dims - 2, spatial_dims - 1))
+                RandRotate90d(
+                    keys=keys, prob=0.75, max_k=3, spatial_axes=(spatial_dims - 2, spatial_dims - 1)
+                )
             )
         g0, g1 = float(gain_range[0]), float(gain_range[1])
         o0, o1 = float(offset_range[0]), float(offset_range[1])
-        if not (g0 == 1.0 and g1 == 1.0 and o0 == 0.0 and o1 == 0.0):
-            transforms.append(RandGaind("signal", (g0, g1), gain_channels, prob, (o0, o1)))
-        if noise_std > 0:
-            transforms.append(RandGaussianNoised(keys=["signal"], prob=prob, mean=0.0, std=float(noise_std)))
+        if not (g0 == 1.0 and g1 == 1.0 and o0 == 0.0 and o1 == 0.0 and noise_std <= 0):
+            transforms.append(RandGaind("signal", (g0, g1), gain_channels, prob, (o0, o1), noise_std))
+        if mask_fraction > 0:
+            transforms.append(RandMaskd("signal", mask_fraction))
         self.compose = Compose(transforms)
         self.target_is_mask = target_is_mask
 
@@ -183,11 +221,12 @@ def build_augmenter(
         rotation_degrees=config.rotation_degrees,
         scale_range=config.scale_range,
         flip_axes=config.flip_axes,
-        rot90=getattr(config, "rot90", False),
+        rot90=config.rot90,
         gain_range=config.gain_range,
-        offset_range=getattr(config, "offset_range", (0.0, 0.0)),
+        offset_range=config.offset_range,
         gain_channels=gain_channels,
-        noise_std=getattr(config, "noise_std", 0.0),
+        noise_std=config.noise_std,
+        mask_fraction=config.mask_fraction,
         prob=config.prob,
         target_is_mask=task != "regression",
     )

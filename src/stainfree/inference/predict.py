@@ -48,9 +48,14 @@ def _load(bundle: Any) -> Any:
     return load_bundle(bundle)
 
 
-def output_channel_names(config: Any) -> list[str]:
+def output_channel_names(config: Any, *, uncertainty: bool = False) -> list[str]:
     """Names of a bundle's output channels: target channel names (regression) or class names
-    (segmentation)."""
+    (segmentation); with ``uncertainty``, followed by ``<name>_tta_spread`` for each."""
+    names = _output_names(config)
+    return names + [f"{n}_tta_spread" for n in names] if uncertainty else names
+
+
+def _output_names(config: Any) -> list[str]:
     n = int(config.model.out_channels)
     if config.task == "regression":
         names = [str(c) for c in (config.target_channels or [])]
@@ -99,6 +104,8 @@ def predict_with_bundle(
     bf16: bool = False,
     device: str = "cpu",
     progress: bool = False,
+    tta: bool = False,
+    uncertainty: bool = False,
 ) -> tuple[np.ndarray, ImageMeta]:
     """Predict an image with a model bundle, exactly as the model saw its training data.
 
@@ -116,14 +123,16 @@ def predict_with_bundle(
         ``YX``, ``ZYX``, ``CZYX``, ``TCZYX``.
     meta : ImageMeta, optional
         Axes, channel names (for channel selection by name) and voxel size (for resampling).
-    roi_size, overlap, sw_batch_size, bf16, device, progress
+    roi_size, overlap, sw_batch_size, bf16, device, progress, tta, uncertainty
         See :func:`predict_array`; the tile defaults to :func:`default_bundle_roi`.
 
     Returns
     -------
     prediction : ndarray of float32
         ``([T,] C_out, [Z,] Y, X)``: Z present when the input had it (and the model is not ``zstack_to_2d``).
-        Regression in the bundle's target units (normalized), segmentation as probabilities.
+        Regression in the bundle's target units (normalized), segmentation as probabilities. With
+        ``uncertainty`` (and ``tta``), ``C_out`` more channels: the spread of the views (regression units, or
+        logits for segmentation).
     meta : ImageMeta
         Axes, shape, voxel size of the input and the output channel names.
     """
@@ -155,6 +164,8 @@ def predict_with_bundle(
                 bf16=bf16,
                 device=device,
                 progress=progress,
+                tta=tta,
+                uncertainty=uncertainty and tta,
             )
         )
     pred = np.stack(results) if has_t else results[0]
@@ -167,7 +178,7 @@ def predict_with_bundle(
         shape=tuple(pred.shape),
         dtype=str(pred.dtype),
         voxel_size_um=meta.voxel_size_um if meta is not None else (None, None, None),
-        channel_names=tuple(output_channel_names(cfg)),
+        channel_names=tuple(output_channel_names(cfg, uncertainty=uncertainty and tta)),
         path="",
         extra={"task": cfg.task, "model": cfg.name},
     )
@@ -196,7 +207,10 @@ def _predict_czyx(b: Any, czyx: np.ndarray, meta: ImageMeta | None, **kwargs: An
     else:
         pred = predict_array(b.model, x, **common)
         shape = czyx.shape[1:]
-    pred = apply_activation(np.asarray(pred, dtype=np.float32), cfg.task)
+    pred = np.asarray(pred, dtype=np.float32)
+    n_out = int(cfg.model.out_channels)
+    # with an uncertainty channel per output (after the outputs), only the outputs are activated
+    pred = np.concatenate([apply_activation(pred[:n_out], cfg.task), pred[n_out:]])
     return restore_output(pred, shape).astype(np.float32, copy=False)
 
 
@@ -240,6 +254,8 @@ def predict_file(
     device: str = "cpu",
     progress: bool = True,
     stream_above_voxels: int = 1 << 26,
+    tta: bool = False,
+    uncertainty: bool = False,
 ) -> Path:
     """Predict an image file with a bundle and write the result (OME-TIFF, or OME-Zarr for ``.zarr`` / huge).
 
@@ -256,7 +272,7 @@ def predict_file(
         Any image :func:`stainfree.io.readers.read_image` reads.
     output_path : path
         ``.ome.tif`` or ``.ome.zarr``; must differ from the input (inputs are never overwritten).
-    roi_size, overlap, sw_batch_size, bf16, device, progress
+    roi_size, overlap, sw_batch_size, bf16, device, progress, tta, uncertainty
         See :func:`predict_array`.
     stream_above_voxels : int
         Size above which the bounded-memory path is taken.
@@ -284,6 +300,8 @@ def predict_file(
             bf16=bf16,
             device=device,
             progress=progress,
+            tta=tta,
+            uncertainty=uncertainty and tta,
         )
     image = np.asarray(image.compute() if hasattr(image, "compute") else image)
     pred, out_meta = predict_with_bundle(
@@ -296,6 +314,8 @@ def predict_file(
         bf16=bf16,
         device=device,
         progress=progress,
+        tta=tta,
+        uncertainty=uncertainty,
     )
     return write_prediction(output_path, pred, out_meta)
 
@@ -373,12 +393,15 @@ class _Activated:
     index is dropped on the way in.
     """
 
-    def __init__(self, array: Any, task: str, squeeze_z: bool) -> None:
+    def __init__(self, array: Any, task: str, squeeze_z: bool, n_activated: int | None = None) -> None:
         self.array, self.task, self.squeeze_z = array, task, squeeze_z
+        self.n_activated = n_activated  # channels after these (uncertainty) are written as they are
         self.shape = (array.shape[0], 1, *array.shape[1:]) if squeeze_z else tuple(array.shape)
 
     def __setitem__(self, index: tuple, value: np.ndarray) -> None:
-        value = apply_activation(np.asarray(value, dtype=np.float32), self.task)
+        value = np.asarray(value, dtype=np.float32)
+        k = value.shape[0] if self.n_activated is None else self.n_activated
+        value = np.concatenate([apply_activation(value[:k], self.task), value[k:]])
         if self.squeeze_z:
             if isinstance(index[1], slice):  # a (C, 1, y, x) block from a 3D network
                 value = value[:, 0]
@@ -406,8 +429,9 @@ def _predict_streaming(
     if not isinstance(roi, int) and len(roi) > dims:
         roi = tuple(roi)[-dims:]
     keep_z = "Z" in meta.axes
-    names = output_channel_names(cfg)
+    names = output_channel_names(cfg, uncertainty=bool(kwargs.get("uncertainty")))
     n_out = len(names)
+    n_act = int(cfg.model.out_channels)
     spatial = tuple(czyx.shape[1:]) if keep_z else tuple(czyx.shape[2:])
     axes = "C" + ("Z" if keep_z else "") + "YX"
     out_path = Path(output_path)
@@ -415,7 +439,9 @@ def _predict_streaming(
     if is_zarr_path(out_path):
         writer = create_ome_zarr(out_path, (n_out, *spatial), np.float32, axes, meta.voxel_size_um, names)
         try:
-            predict_array(bundle.model, x, out=_Activated(writer.array, cfg.task, not keep_z), **common)
+            predict_array(
+                bundle.model, x, out=_Activated(writer.array, cfg.task, not keep_z, n_act), **common
+            )
         except BaseException as exc:
             writer.abort(exc)
             raise
@@ -424,6 +450,6 @@ def _predict_streaming(
         mm = np.lib.format.open_memmap(
             Path(tmp) / "pred.npy", mode="w+", dtype=np.float32, shape=(n_out, *spatial)
         )
-        predict_array(bundle.model, x, out=_Activated(mm, cfg.task, not keep_z), **common)
+        predict_array(bundle.model, x, out=_Activated(mm, cfg.task, not keep_z, n_act), **common)
         mm.flush()
         return write_ome_tiff(out_path, mm, axes, meta.voxel_size_um, names)

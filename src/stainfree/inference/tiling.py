@@ -145,6 +145,36 @@ def gaussian_weights(roi: Sequence[int], sigma_scale: float = 0.125, floor: floa
     return weights.astype(np.float32)
 
 
+def dihedral_views(square: bool) -> list[tuple[int, bool]]:
+    """The lossless views of a Y-X window for test-time augmentation: (quarter turns, mirrored) pairs; the
+    8 of the square's symmetry group for square windows, the 4 that keep the shape otherwise."""
+    turns = (0, 1, 2, 3) if square else (0, 2)
+    return [(k, flip) for k in turns for flip in (False, True)]
+
+
+def tta_predictor(model: Callable[[Any], Any], *, square: bool, spread: bool) -> Callable[[Any], Any]:
+    """Wrap ``model`` (a batch of windows -> outputs) so that it averages its outputs over the dihedral views
+    of each window (each view turned back first); with ``spread`` the per-voxel standard deviation over the
+    views follows as extra channels (``C_out`` means, then ``C_out`` spreads)."""
+    import torch
+
+    views = dihedral_views(square)
+
+    def run(window: Any) -> Any:
+        outs = []
+        for k, flip in views:
+            v = torch.rot90(window, k, dims=(-2, -1)) if k else window
+            v = torch.flip(v, dims=(-1,)) if flip else v
+            y = model(v.contiguous())
+            y = torch.flip(y, dims=(-1,)) if flip else y
+            outs.append(torch.rot90(y, -k, dims=(-2, -1)) if k else y)
+        stack = torch.stack(outs)
+        mean = stack.mean(dim=0)
+        return torch.cat([mean, stack.std(dim=0, unbiased=False)], dim=1) if spread else mean
+
+    return run
+
+
 def _window_runner(
     model: Any,
     *,
@@ -154,8 +184,11 @@ def _window_runner(
     blend: str,
     bf16: bool,
     device: str,
+    tta: bool = False,
+    uncertainty: bool = False,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """A function running sliding-window inference on one (C, *spatial) float32 block."""
+    """A function running sliding-window inference on one (C, *spatial) float32 block (test-time
+    augmentation of each window with ``tta``; see :func:`tta_predictor`)."""
     import torch
     from monai.inferers import sliding_window_inference
 
@@ -171,9 +204,11 @@ def _window_runner(
         if not batched:
             tensor = tensor[None]
 
-        def predictor(window: torch.Tensor) -> torch.Tensor:
+        def forward(window: torch.Tensor) -> torch.Tensor:
             with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 return model(window).float()
+
+        predictor = tta_predictor(forward, square=roi[-1] == roi[-2], spread=uncertainty) if tta else forward
 
         with torch.inference_mode():
             result = sliding_window_inference(
@@ -274,6 +309,8 @@ def predict_array(
     max_block_voxels: int = DEFAULT_BLOCK_VOXELS,
     divisor: int | Sequence[int] | None = None,
     progress: bool = False,
+    tta: bool = False,
+    uncertainty: bool = False,
 ) -> Any:
     """Run a network over a normalised image of any size, tile by tile, with blended overlaps.
 
@@ -316,6 +353,11 @@ def predict_array(
         (:func:`model_divisor`).
     progress : bool
         Show a rich progress bar over blocks.
+    tta : bool
+        Test-time augmentation: every tile is predicted in its 8 flipped and turned Y-X views (4 where the
+        tile is not square) and the views are averaged (8x the compute).
+    uncertainty : bool
+        With ``tta``: append the per-voxel standard deviation over the views as ``C_out`` more channels.
 
     Returns
     -------
@@ -396,6 +438,8 @@ def predict_array(
         blend=blend,
         bf16=bf16,
         device=device,
+        tta=tta,
+        uncertainty=uncertainty and tta,
     )
     frames = [(t,) for t in range(outer_shape[0])] if outer_shape else [()]
     grid_roi, grid_halo = ((1, *roi), (0, *halo)) if slice_z else (roi, halo)

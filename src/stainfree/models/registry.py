@@ -20,7 +20,7 @@ def build_model(config: Any) -> nn.Module:
     ----------
     config : ModelConfig
         ``architecture``, ``spatial_dims``, ``in_channels``, ``out_channels``, ``depth``, ``base_channels``,
-        ``dropout``.
+        ``dropout`` (and for ``fnet_unet`` ``norm`` and ``residual``).
 
     Returns
     -------
@@ -28,6 +28,8 @@ def build_model(config: Any) -> nn.Module:
         The network, outputs without a final activation (logits for segmentation).
     """
     arch = config.architecture
+    if config.depth is None or config.base_channels is None:
+        raise ValueError("model depth and base_channels must be set (the training recipe fills them)")
     channels = tuple(config.base_channels * 2**i for i in range(config.depth + 1))
     strides = (2,) * config.depth
     if arch == "fnet_unet":
@@ -40,6 +42,8 @@ def build_model(config: Any) -> nn.Module:
             depth=config.depth,
             base_channels=config.base_channels,
             dropout=config.dropout,
+            norm=config.norm,
+            residual=config.residual,
         )
     if arch == "monai_unet":
         from monai.networks.nets import UNet as MonaiUNet

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-
 NORMS = ("batch", "group", "instance")
 
 
@@ -67,7 +66,9 @@ class DoubleConv(nn.Sequential):
         self.skip: nn.Module | None = None
         if residual:
             self.skip = (
-                nn.Identity() if in_channels == out_channels else conv(in_channels, out_channels, kernel_size=1)
+                nn.Identity()
+                if in_channels == out_channels
+                else conv(in_channels, out_channels, kernel_size=1)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

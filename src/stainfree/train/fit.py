@@ -7,13 +7,11 @@ the same final weights as an uninterrupted run on the same hardware.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import shutil
 import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,13 @@ import numpy as np
 from stainfree.config import BundleConfig, ChannelStats, ModelConfig, TrainingJob, save_yaml
 from stainfree.data.dataset import PreparedImages, prepare_pair
 from stainfree.errors import ConfigError, InputError
-from stainfree.train.fit_data import load_images, renormalize_to_dataset, split_train_val
+from stainfree.train.fit_data import (
+    load_images,
+    split_for_validation,
+    validation_patches,
+    with_network_of,
+    with_resolved,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +187,26 @@ def _check_job(job: TrainingJob, patch: tuple[int, ...], spatial_dims: int, dept
         )
     if any(p % 2**depth for p in patch):
         raise ConfigError(f"data.patch_shape {list(patch)} must be divisible by 2**depth = {2**depth}")
-    if job.train.monitor == "val_f1" and job.train.task == "regression":
-        raise ConfigError("train.monitor 'val_f1' needs a segmentation task")
-    loss = job.train.resolved_loss()
-    ok = {"regression": ("mse", "l1"), "binary": ("bce", "dice_ce"), "multiclass": ("ce", "dice_ce")}
-    if loss not in ok[job.train.task]:
+    monitor, task = job.train.resolved_monitor(), job.train.task
+    fits = {"val_loss": True, "val_r": task == "regression", "val_f1": task != "regression"}
+    if not fits[monitor]:
         raise ConfigError(
-            f"train.loss {loss!r} does not fit task {job.train.task!r} (use {ok[job.train.task]})"
+            f"train.monitor {monitor!r} does not fit task {task!r} (val_r: regression, val_f1: segmentation)"
         )
+    aug = job.train.augment
+    if aug.enabled and aug.rot90 and spatial_dims >= 2 and patch[-1] != patch[-2]:
+        raise ConfigError(
+            f"train.augment.rot90 needs square Y-X patches, got data.patch_shape {list(patch)} "
+            "(set rot90: false)"
+        )
+    loss = job.train.resolved_loss()
+    ok = {
+        "regression": ("mse", "l1", "mse_ssim"),
+        "binary": ("bce", "dice_ce"),
+        "multiclass": ("ce", "dice_ce"),
+    }
+    if loss not in ok[task]:
+        raise ConfigError(f"train.loss {loss!r} does not fit task {task!r} (use {ok[task]})")
 
 
 def _stats(items: list[dict]) -> list[ChannelStats]:
@@ -208,8 +224,6 @@ def _fit_prepared(
 ) -> Path:
     import lightning.pytorch as pl
     import torch
-    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
     from stainfree._version import __version__
@@ -221,20 +235,28 @@ def _fit_prepared(
     from stainfree.models.registry import build_model, encoder_parameters
     from stainfree.train.losses import build_loss
     from stainfree.train.module import TrainModule
+    from stainfree.train.recipe import FIXED, fill_settings, validation_interval
+    from stainfree.train.trainer import make_trainer, model_state, prepend_rows, quiet, read_rows, summary
 
-    tc, dc = job.train, job.data
-    model_cfg = resolve_model_config(job, images)
-    patch = dc.resolved_patch_shape()
-    _check_job(job, patch, model_cfg.spatial_dims, model_cfg.depth)
-    train_idx, val_idx = split_train_val(splits, dc.val_fraction, tc.seed)
-    dataset_stats = mean_stats(images.subset(train_idx).signal_stats)
-    if dc.normalization_scope == "dataset":
-        renormalize_to_dataset(images, dataset_stats)
-    train, val = images.subset(train_idx), images.subset(val_idx)
-
+    t_start = time.perf_counter()
     out = Path(job.output_dir)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
+    gpu = _uses_gpu(job.train.accelerator)
+    if resume:
+        job = with_resolved(job, out / "job.yaml")
+    job = with_network_of(job)
+    job = fill_settings(job, [s.shape[1:] for s in images.signals], gpu=gpu)
+    tc, dc = job.train, job.data
+    assert tc.batch_size is not None  # filled by the recipe
+    batch = tc.batch_size
+    model_cfg = resolve_model_config(job, images)
+    patch = dc.resolved_patch_shape()
+    _check_job(job, patch, model_cfg.spatial_dims, int(model_cfg.depth or 0))
+    monitor = tc.resolved_monitor()
+    patch3 = tuple(patch) if len(patch) == 3 else (1, *patch)
+    train, val, dataset_stats, validation = split_for_validation(job, images, splits, patch3)
+
     start_step = 0
     if resume:
         if not last.is_file():
@@ -248,26 +270,60 @@ def _fit_prepared(
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         shutil.rmtree(out / "logs", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    save_yaml(job, out / "job.yaml")
 
     pl.seed_everything(tc.seed, workers=True, verbose=False)
     model = build_model(model_cfg)
     if tc.init_from is not None:
-        from stainfree.models.bundle import load_bundle
-
-        init = load_bundle(tc.init_from)
-        try:
-            model.load_state_dict(init.model.state_dict())
-        except RuntimeError as exc:
-            raise InputError(
-                tc.init_from, f"its weights do not fit this network ({str(exc)[:160]})"
-            ) from None
+        info["init_from"] = _init_weights(model, tc.init_from)
     if tc.freeze_encoder:
         for p in encoder_parameters(model):
             p.requires_grad_(False)
     loss_fn = build_loss(
         tc.resolved_loss(), task=tc.task, pos_weight=tc.pos_weight, class_weights=tc.class_weights
     )
+    augmenter = build_augmenter(
+        tc.augment, spatial_dims=model_cfg.spatial_dims, task=tc.task, input_transform=dc.input_transform
+    )
+    sampling = {
+        "foreground_fraction": dc.foreground_fraction,
+        "multiclass": tc.task == "multiclass",
+        "foreground_labels": dc.foreground_labels,
+    }
+    val_ds = validation_patches(
+        val,
+        patch,
+        tc.seed,
+        tc.val_patches,
+        grid=validation["mode"] != "train",
+        segmentation=tc.task != "regression",
+        sampling=sampling,
+    )
+
+    max_steps = tc.max_steps
+    budget = tc.max_seconds()
+    if max_steps is None:
+        max_steps = FIXED["steps"]
+        if budget is not None:
+            probe = PatchDataset(
+                train.signals,
+                train.targets,
+                patch,
+                seed=tc.seed,
+                length=4 * batch,
+                augment=augmenter,
+                **sampling,
+            )
+            max_steps = _steps_in_budget(model, loss_fn, probe, batch, budget, len(val_ds), t_start, gpu)
+    if tc.max_epochs is not None:
+        per_epoch = math.ceil(patches_per_epoch([s.shape[1:] for s in train.signals], patch) / batch)
+        max_steps = min(max_steps, tc.max_epochs * per_epoch)
+    val_every = tc.val_every_n_steps or validation_interval(max_steps)
+    job = job.model_copy(
+        update={"train": tc.model_copy(update={"max_steps": max_steps, "val_every_n_steps": val_every})}
+    )
+    save_yaml(job, out / "job.yaml")  # the settings the recipe chose, so that --resume continues alike
+    remaining = max(0, max_steps - start_step)
+
     module = TrainModule(
         model,
         loss_fn,
@@ -278,138 +334,81 @@ def _fit_prepared(
         scheduler=tc.scheduler,
         plateau_factor=tc.plateau_factor,
         plateau_patience=tc.plateau_patience,
-        monitor=tc.monitor,
-        val_every_n_steps=tc.val_every_n_steps,
+        warmup_steps=int(round(tc.warmup_fraction * max_steps)),
+        max_steps=max_steps,
+        ema_decay=tc.ema_decay,
+        monitor=monitor,
+        val_every_n_steps=val_every,
         seed=tc.seed,
     )
-
-    max_steps = tc.max_steps
-    if tc.max_epochs is not None:
-        per_epoch = math.ceil(patches_per_epoch([s.shape[1:] for s in train.signals], patch) / tc.batch_size)
-        max_steps = min(max_steps, tc.max_epochs * per_epoch)
-    remaining = max(0, max_steps - start_step)
-    augmenter = build_augmenter(
-        tc.augment, spatial_dims=model_cfg.spatial_dims, task=tc.task, input_transform=dc.input_transform
-    )
-    sampling = {
-        "foreground_fraction": dc.foreground_fraction,
-        "multiclass": tc.task == "multiclass",
-        "foreground_labels": dc.foreground_labels,
-    }
     train_ds = PatchDataset(
         train.signals,
         train.targets,
         patch,
         seed=tc.seed,
-        length=remaining * tc.batch_size,
-        start=start_step * tc.batch_size,
+        length=remaining * batch,
+        start=start_step * batch,
         augment=augmenter,
         **sampling,
     )
-    # the same fixed validation patches at every check, centred on foreground as often as the training
-    # patches, so that a sparse structure is present in them at all
-    val_ds = PatchDataset(
-        val.signals, val.targets, patch, seed=tc.seed, length=tc.val_patches, stream=1, **sampling
-    )
     loader_kw = {"num_workers": tc.num_workers, "persistent_workers": tc.num_workers > 0}
-    train_dl = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=False, drop_last=True, **loader_kw)
-    val_dl = DataLoader(val_ds, batch_size=tc.batch_size, shuffle=False, **loader_kw)
-
-    class _StopAtMinLr(Callback):
-        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
-            lr = trainer.optimizers[0].param_groups[0]["lr"]
-            if lr < tc.min_lr:
-                log.info("learning rate %.3g below min_lr %.3g: stopping", lr, tc.min_lr)
-                trainer.should_stop = True
-
-    periodic = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="step{step:07d}",
-        every_n_train_steps=tc.checkpoint_every_n_steps,
-        save_top_k=-1,
-        save_last=True,
-        auto_insert_metric_name=False,
-    )
-    mode = "max" if tc.monitor == "val_f1" else "min"
-    best_cb = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="best",
-        monitor=tc.monitor,
-        mode=mode,
-        save_top_k=1,
-        auto_insert_metric_name=False,
-    )
-    callbacks: list = [periodic, best_cb, _StopAtMinLr()]
-    if progress:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        class _StepsBar(RichProgressBar):
-            """Rich bar labelled by the job (the run is one long epoch of ``max_steps`` steps)."""
-
-            def _get_train_description(self, current_epoch: int) -> str:
-                return f"training {job.name}"
-
-        callbacks.append(_StepsBar())
-    quiet = contextlib.ExitStack()
-    quiet.enter_context(_quiet(True))
-    quiet.enter_context(warnings.catch_warnings())
-    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
-    trainer = pl.Trainer(
+    train_dl = DataLoader(train_ds, batch_size=batch, shuffle=False, drop_last=True, **loader_kw)
+    val_dl = DataLoader(val_ds, batch_size=batch, shuffle=False, **loader_kw)
+    time_left = None if budget is None else max(1.0, budget - (time.perf_counter() - t_start))
+    trainer, best_cb = make_trainer(
+        job,
+        out,
+        monitor=monitor,
         max_steps=max_steps,
-        max_epochs=-1,
-        val_check_interval=tc.val_every_n_steps,
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        precision=tc.precision,
-        accelerator=tc.accelerator,
-        devices=tc.devices,
-        strategy=tc.strategy,
-        num_nodes=tc.num_nodes,
-        callbacks=callbacks,
-        logger=CSVLogger(save_dir=out, name="logs", version=""),
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        default_root_dir=out,
+        val_every=val_every,
+        time_left=time_left,
+        progress=progress,
     )
     metrics_csv = out / "logs" / "metrics.csv"
-    earlier = _read_rows(metrics_csv, before_step=start_step) if resume else None
+    earlier = read_rows(metrics_csv, before_step=start_step) if resume else None
     t0 = time.time()
-    with quiet:
+    with quiet():
         if remaining > 0:
             trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None, weights_only=True)
             trainer.save_checkpoint(last, weights_only=False)
         elif resume:  # already trained to max_steps: export the checkpoint's weights
-            module.model.load_state_dict(_model_state(last))
+            module.export_model.load_state_dict(model_state(last, ema=tc.ema_decay is not None))
     elapsed = time.time() - t0
     if earlier is not None and len(earlier):
-        _prepend_rows(metrics_csv, earlier)
+        prepend_rows(metrics_csv, earlier)
 
-    export_model = module.model
+    export_model = module.export_model
     exported = "last"
-    best_path = best_cb.best_model_path or _existing(ckpt_dir / "best.ckpt")
-    if use_best_checkpoint(tc.export, tc.monitor, best_path, best_cb.best_model_score):
+    best_path = best_cb.best_model_path or (
+        str(ckpt_dir / "best.ckpt") if (ckpt_dir / "best.ckpt").is_file() else ""
+    )
+    if use_best_checkpoint(tc.export, monitor, best_path, best_cb.best_model_score):
         export_model = build_model(model_cfg)
-        export_model.load_state_dict(_model_state(best_path))
+        export_model.load_state_dict(model_state(best_path, ema=tc.ema_decay is not None))
         exported = "best"
-    summary = _summary(out / "logs" / "metrics.csv")
-    summary.update(
+    record = summary(out / "logs" / "metrics.csv")
+    record.update(
         {
             "steps": int(trainer.global_step) if remaining > 0 else start_step,
             "max_steps": max_steps,
+            "max_time_s": budget,
             "resumed_from_step": start_step if resume else None,
-            "batch_size": tc.batch_size,
+            "batch_size": batch,
             "seed": tc.seed,
+            "recipe": job.recipe,
+            "monitor": monitor,
             "exported": exported,
             "best_checkpoint_score": float(best_cb.best_model_score)
             if best_cb.best_model_score is not None
             else None,
+            "validation": validation,
             "train_images": list(train.sources),
             "val_images": list(val.sources),
             "seconds": round(elapsed, 2),
             "loss": tc.resolved_loss(),
             "signal_names": list(info.get("signal_names") or []),
             "target_names": list(info.get("target_names") or []),
+            "init_from": info.get("init_from"),
         }
     )
     bundle_cfg = BundleConfig(
@@ -435,94 +434,68 @@ def _fit_prepared(
         target_stats=_stats(mean_stats(train.target_stats)) if tc.task == "regression" else [],
         voxel_size_um=dc.voxel_size_um,
         patch_shape=list(patch),
-        training=summary,
+        training=record,
     )
     return save_bundle(out / f"{job.name}.stainfree", export_model, bundle_cfg)
 
 
-def _read_rows(metrics_csv: Path, *, before_step: int) -> Any:
-    """Rows of a CSV log with step < ``before_step`` (the CSV logger of a resumed run starts a new file)."""
-    import pandas as pd
-
-    if not metrics_csv.is_file():
-        return None
-    m = pd.read_csv(metrics_csv)
-    return m[m["step"] < before_step] if "step" in m else m
-
-
-def _prepend_rows(metrics_csv: Path, earlier: Any) -> None:
-    import pandas as pd
-
-    from stainfree.io.atomic import atomic_path
-
-    new = pd.read_csv(metrics_csv) if metrics_csv.is_file() else pd.DataFrame()
-    merged = pd.concat([earlier, new], ignore_index=True)
-    with atomic_path(metrics_csv) as tmp:
-        merged.to_csv(tmp, index=False)
-
-
-def _model_state(ckpt: str | Path) -> dict[str, Any]:
-    """The network's state dict inside a Lightning checkpoint of :class:`TrainModule`."""
+def _uses_gpu(accelerator: str) -> bool:
     import torch
 
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    return {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def _existing(p: Path) -> str:
-    return str(p) if p.is_file() else ""
+def _init_weights(model: Any, bundle_path: Path) -> dict[str, Any]:
+    """Load every weight of a bundle whose name and shape fit ``model`` (all of them for fine-tuning; the
+    encoder of a pretrained network whose head differs). Returns what was loaded, for the bundle."""
+    from stainfree.models.bundle import load_bundle
+
+    init = load_bundle(bundle_path)
+    own = model.state_dict()
+    theirs = init.model.state_dict()
+    fitting = {k: v for k, v in theirs.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not fitting:
+        raise InputError(bundle_path, "none of its weights fit this network (another architecture or depth)")
+    model.load_state_dict(fitting, strict=False)
+    return {"bundle": str(bundle_path), "loaded": len(fitting), "of": len(own)}
 
 
-def _summary(metrics_csv: Path) -> dict[str, Any]:
-    """Last training loss and best validation numbers from the CSV log."""
-    if not metrics_csv.is_file():
-        return {}
-    import pandas as pd
+def _steps_in_budget(
+    model: Any,
+    loss_fn: Any,
+    probe: Any,
+    batch: int,
+    budget: float,
+    n_val: int,
+    t_start: float,
+    gpu: bool,
+) -> int:
+    """Time a few training steps of a copy of the network and size the run to the budget."""
+    import copy
 
-    m = pd.read_csv(metrics_csv)
-    out: dict[str, Any] = {}
-    if "train_loss" in m:
-        tl = m["train_loss"].dropna()
-        if len(tl):
-            out["first_train_loss"] = float(tl.iloc[0])
-            out["final_train_loss"] = float(tl.iloc[-1])
-    if "val_loss" in m:
-        vl = m["val_loss"].dropna()
-        if len(vl):
-            out["best_val_loss"] = float(vl.min())
-            out["final_val_loss"] = float(vl.iloc[-1])
-    if "val_f1" in m:
-        vf = m["val_f1"].dropna()
-        if len(vf):
-            out["best_val_f1"] = float(vf.max())
-            out["final_val_f1"] = float(vf.iloc[-1])
-    return out
+    import torch
 
+    from stainfree.train.recipe import steps_for_budget
 
-@contextlib.contextmanager
-def _quiet(enabled: bool) -> Iterator[None]:
-    """Silence Lightning's informational logging and routine warnings (restored afterwards)."""
-    if not enabled:
-        yield
-        return
-    names = (
-        "lightning.pytorch",
-        "lightning.fabric",
-        "lightning",
-        "lightning.pytorch.utilities.rank_zero",
-        "lightning.fabric.utilities.rank_zero",
-    )
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*number of training batches.*")
-            warnings.filterwarnings("ignore", message=".*checkpoint.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels, strict=True):
-            lg.setLevel(lv)
+    device = "cuda" if gpu else "cpu"
+    with torch.random.fork_rng(devices=[] if not gpu else None):
+        net = copy.deepcopy(model).to(device).train()
+        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-6)
+        times = []
+        for k in range(4):
+            items = [probe[(k * batch + j) % len(probe)] for j in range(batch)]
+            x = torch.stack([it["signal"] for it in items]).to(device)
+            y = torch.stack([it["target"] for it in items]).to(device)
+            t = time.perf_counter()
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if gpu:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+    step_s = float(np.median(times[1:]))
+    val_batches = max(1, math.ceil(n_val / batch))
+    steps = steps_for_budget(budget, step_s, val_batches=val_batches, elapsed_s=time.perf_counter() - t_start)
+    log.info("time budget %.0f s: %.3f s a step -> %d steps", budget, step_s, steps)
+    return steps

@@ -4,7 +4,9 @@ validation split, and renormalization to whole-dataset statistics."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,8 @@ import numpy as np
 from stainfree.config import TrainingJob
 from stainfree.data.dataset import PreparedImages, prepare_pair
 from stainfree.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def load_images(
@@ -130,3 +134,175 @@ def renormalize_to_dataset(images: PreparedImages, stats: list[dict]) -> None:
             out[c] = apply_normalization(invert_normalization(x[c], own[k]), stats[k])
         images.signals[i] = out
         images.signal_stats[i] = [dict(s) for s in stats]
+
+
+def validation_mode(job_validation: str, splits: Sequence[str]) -> str:
+    """The validation mode in effect: ``rows`` when the manifest has 'val' rows, else the configured mode
+    with ``auto`` resolved (whole images from 5 training images on, else a region of each)."""
+    if any(s == "val" for s in splits):
+        return "rows"
+    if job_validation != "auto":
+        return job_validation
+    return "images" if sum(s == "train" for s in splits) >= 5 else "region"
+
+
+def carve_regions(
+    images: PreparedImages, patch3: Sequence[int], fraction: float
+) -> tuple[PreparedImages, PreparedImages, list[dict[str, Any]]]:
+    """Split every image into a training part and a held-out validation block (see
+    :func:`stainfree.data.patching.holdout_region`).
+
+    Images too small to carve stay whole in training (and are not validated on).
+
+    Returns
+    -------
+    train, val : PreparedImages
+        The training parts and the validation blocks.
+    regions : list of dict
+        Per carved image: ``image`` (its source), ``axis`` ('y' or 'x'), ``train`` and ``val`` [start, stop)
+        on the model grid.
+    """
+    from stainfree.data.patching import holdout_region
+
+    train, val = PreparedImages(), PreparedImages()
+    for p in (train, val):
+        p.signal_names, p.target_names, p.n_z = images.signal_names, images.target_names, images.n_z
+    regions: list[dict[str, Any]] = []
+    for i in range(len(images)):
+        x, y = images.signals[i], images.targets[i]
+        region = holdout_region(x.shape[1:], patch3, fraction)
+        parts = [(train, slice(None))]
+        if region is not None:
+            ax = region["axis"] + 1  # channel first
+            cut = [slice(None)] * x.ndim
+            cut[ax] = slice(0, region["train_stop"])
+            held = [slice(None)] * x.ndim
+            held[ax] = slice(region["val_start"], region["val_stop"])
+            parts = [(train, tuple(cut)), (val, tuple(held))]
+            regions.append(
+                {
+                    "image": images.sources[i],
+                    "axis": "y" if region["axis"] == 1 else "x",
+                    "train": [0, region["train_stop"]],
+                    "val": [region["val_start"], region["val_stop"]],
+                }
+            )
+        for dest, sl in parts:
+            dest.signals.append(np.ascontiguousarray(x[sl]))
+            dest.targets.append(np.ascontiguousarray(y[sl]))
+            dest.signal_stats.append(images.signal_stats[i])
+            dest.target_stats.append(images.target_stats[i])
+            dest.sources.append(images.sources[i])
+    return train, val, regions
+
+
+def split_for_validation(
+    job: TrainingJob, images: PreparedImages, splits: Sequence[str], patch3: Sequence[int]
+) -> tuple[PreparedImages, PreparedImages, list[dict], dict[str, Any]]:
+    """Training and validation data as ``job.data.validation`` says, the dataset statistics of the training
+    images (and the signals re-expressed in them for ``normalization_scope: dataset``), and a record of the
+    validation used (``mode``; ``regions`` for carved regions) for the bundle."""
+    from stainfree.data.preprocess import mean_stats
+
+    dc = job.data
+    mode = validation_mode(dc.validation, splits)
+    if mode == "images":
+        train_idx, val_idx = split_train_val(splits, dc.val_fraction, job.train.seed)
+        if val_idx == train_idx:  # a single image: nothing to hold out whole
+            mode = "region"
+    else:
+        train_idx, val_idx = split_train_val(
+            splits, 0.0 if mode != "rows" else dc.val_fraction, job.train.seed
+        )
+    dataset_stats = mean_stats(images.subset(train_idx).signal_stats)
+    if dc.normalization_scope == "dataset":
+        renormalize_to_dataset(images, dataset_stats)
+    record: dict[str, Any] = {"mode": mode}
+    if mode == "region":
+        train, val, regions = carve_regions(images.subset(train_idx), patch3, dc.val_region_fraction)
+        if not regions:
+            log.warning("images too small to carve a validation region: validating on the training images")
+            record["mode"] = "train"
+        else:
+            record.update({"regions": regions, "gap": "half a patch"})
+            return train, val, dataset_stats, record
+    return images.subset(train_idx), images.subset(val_idx), dataset_stats, record
+
+
+def validation_patches(
+    val: PreparedImages,
+    patch: Sequence[int],
+    seed: int,
+    n: int,
+    *,
+    grid: bool,
+    segmentation: bool,
+    sampling: dict[str, Any],
+) -> Any:
+    """Fixed validation patches: a grid over held-out data (evenly thinned to ``n``) for regression, or the
+    foreground-biased random draw for segmentation (so that a sparse structure is present at all); random
+    patches of the training images when validating on them."""
+    from stainfree.data.dataset import PatchDataset
+    from stainfree.data.patching import grid_corners
+    from stainfree.data.preprocess import pad_to_min_shape
+
+    if not grid or segmentation:
+        return PatchDataset(val.signals, val.targets, patch, seed=seed, length=n, stream=1, **sampling)
+    patch3 = tuple(patch) if len(patch) == 3 else (1, *patch)
+    locations = []
+    for i, x in enumerate(val.signals):
+        shape = pad_to_min_shape(x, patch3).shape[1:]
+        locations += [(i, c) for c in grid_corners(shape, patch3)]
+    if len(locations) > n:
+        keep = np.linspace(0, len(locations) - 1, n).round().astype(int)
+        locations = [locations[k] for k in keep]
+    return PatchDataset(val.signals, val.targets, patch, seed=seed, length=0, locations=locations)
+
+
+def with_resolved(job: TrainingJob, saved: Path) -> TrainingJob:
+    """Resume: settings the job leaves to the recipe are taken from the run's saved ``job.yaml``, so that
+    the resumed run has the same patches, network and schedule."""
+    from stainfree.config import load_yaml
+
+    if not saved.is_file():
+        return job
+    try:
+        prev = load_yaml(TrainingJob, saved)
+    except Exception:
+        return job
+    data = (
+        job.data
+        if job.data.patch_shape is not None
+        else job.data.model_copy(update={"patch_shape": prev.data.patch_shape})
+    )
+    model = job.model.model_copy(
+        update={
+            "depth": job.model.depth if job.model.depth is not None else prev.model.depth,
+            "base_channels": job.model.base_channels
+            if job.model.base_channels is not None
+            else prev.model.base_channels,
+        }
+    )
+    tc = job.train
+    train = tc.model_copy(
+        update={
+            k: getattr(prev.train, k)
+            for k in ("batch_size", "max_steps", "val_every_n_steps")
+            if getattr(tc, k) is None
+        }
+    )
+    return job.model_copy(update={"data": data, "model": model, "train": train})
+
+
+def with_network_of(job: TrainingJob) -> TrainingJob:
+    """Fine-tuning or pretrained start (``train.init_from``): a network setting the job leaves empty is
+    taken from that bundle, so that its weights fit."""
+    from stainfree.models.bundle import read_bundle_config
+
+    if job.train.init_from is None or (job.model.depth is not None and job.model.base_channels is not None):
+        return job
+    prev = read_bundle_config(job.train.init_from).model
+    update = {k: getattr(prev, k) for k in ("depth", "base_channels") if getattr(job.model, k) is None}
+    if job.model.model_fields_set.isdisjoint({"architecture", "norm", "residual"}):
+        update.update({k: getattr(prev, k) for k in ("architecture", "norm", "residual")})
+    return job.model_copy(update={"model": job.model.model_copy(update=update)})

@@ -166,7 +166,10 @@ class TrainModule(pl.LightningModule):
         """The weights to keep: the moving average when there is one, else the network itself."""
         return self.ema.module if self.ema is not None else self.model
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step, then the weight average (inside the step, so that a checkpoint written at the
+        end of the batch already holds the updated average)."""
+        super().optimizer_step(*args, **kwargs)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 

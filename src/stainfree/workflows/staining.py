@@ -45,13 +45,14 @@ def train(
     *,
     resume: bool = False,
     max_steps: int | None = None,
+    max_time: float | str | None = None,
     progress: bool = True,
 ) -> Path:
     """Train a network from a :class:`~stainfree.config.TrainingJob` or its YAML file; returns the bundle.
 
     A relative manifest path in a YAML file is relative to the YAML file; ``output_dir`` relative to the
-    current folder. ``resume`` continues from ``<output_dir>/checkpoints/last.ckpt``; ``max_steps`` overrides
-    the configured number of steps.
+    current folder. ``resume`` continues from ``<output_dir>/checkpoints/last.ckpt``; ``max_steps`` and
+    ``max_time`` (seconds or e.g. ``"15m"``) override the configured budget.
     """
     from stainfree.config import TrainingJob, load_yaml
     from stainfree.train.fit import fit
@@ -63,15 +64,114 @@ def train(
         job = load_yaml(TrainingJob, path)
         if job.data.manifest is not None and not job.data.manifest.is_absolute():
             job.data.manifest = (path.resolve().parent / job.data.manifest).resolve()
+    update: dict[str, Any] = {}
     if max_steps is not None:
-        job = job.model_copy(update={"train": job.train.model_copy(update={"max_steps": int(max_steps)})})
+        update["max_steps"] = int(max_steps)
+    if max_time is not None:
+        update["max_time"] = max_time
+    if update:
+        train_cfg = TrainingJob.model_fields["train"].annotation.model_validate(  # type: ignore[union-attr]
+            {**job.train.model_dump(), **update}
+        )
+        job = job.model_copy(update={"train": train_cfg})
     return fit(job, resume=resume, progress=progress)
 
 
-def write_default_training_job(path: str | Path, **overrides: Any) -> Path:
-    """Write a default :class:`~stainfree.config.TrainingJob` as YAML (a starting point to edit)."""
-    from stainfree.config import TrainingJob, save_yaml
+def pretrain(
+    images: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    job: TrainingJob | str | Path | None = None,
+    max_time: float | str | None = None,
+    max_steps: int | None = None,
+    mask_fraction: float = 0.5,
+    name: str = "pretrained",
+    progress: bool = True,
+) -> Path:
+    """Self-supervised pretraining on label-free images alone: the network learns to fill in hidden blocks
+    of its input (masked-image modelling), so that its encoder knows the modality before it sees a target.
 
+    Give every unlabeled image you have, including those to be predicted later: no target is used. Then
+    start the real training from the result with ``train.init_from: <bundle>``: the weights that fit are
+    loaded (all but the output layer when the channel counts differ), and the recipe takes the network's
+    depth and width from it.
+
+    Parameters
+    ----------
+    images : path, folder, glob pattern or list of those
+        Label-free images.
+    out_dir : path
+        Receives ``<name>.stainfree`` and the run's checkpoints and log.
+    job : TrainingJob or YAML path, optional
+        The training job this pretraining prepares: its data settings (input mode, channels, voxel size,
+        normalization, patch) and network are used, its targets ignored.
+    max_time, max_steps : optional
+        Budget (see :class:`~stainfree.config.TrainConfig`); default: the job's.
+    mask_fraction : float
+        Share of each input patch hidden under noise.
+    name : str
+        Bundle name.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Path
+        The pretrained bundle.
+    """
+    import pandas as pd
+
+    from stainfree.config import TrainingJob, load_yaml
+    from stainfree.errors import InputError
+    from stainfree.io.manifest import write_manifest
+    from stainfree.train.fit import fit
+
+    paths = _image_paths(images, "label-free")
+    if not paths:
+        raise InputError(str(images), "no images to pretrain on")
+    base = job if isinstance(job, TrainingJob) else load_yaml(TrainingJob, job) if job else TrainingJob()
+    out = Path(out_dir)
+    manifest = write_manifest(
+        pd.DataFrame({"signal": [str(p) for p in paths], "target": [str(p) for p in paths]}),
+        out / "pretrain_manifest.csv",
+    )
+    data = base.data.model_copy(
+        update={
+            "manifest": manifest,
+            "signal_column": "signal",
+            "target_column": "target",
+            "target_channels": base.data.signal_channels,
+            "target_normalization": "zscore",
+            "use_split_column": False,
+            "foreground_fraction": 0.0,
+        }
+    )
+    tc = base.train
+    augment = tc.augment.model_copy(update={"enabled": True, "mask_fraction": float(mask_fraction)})
+    train_cfg = tc.model_copy(
+        update={
+            "task": "regression",
+            "loss": "mse",
+            "augment": augment,
+            "max_time": max_time if max_time is not None else tc.max_time,
+            "max_steps": max_steps if max_steps is not None else tc.max_steps,
+            "monitor": "val_loss",
+            "init_from": None,
+            "freeze_encoder": False,
+            "pos_weight": None,
+            "class_weights": None,
+        }
+    )
+    pre = base.model_copy(update={"name": name, "data": data, "train": train_cfg, "output_dir": out})
+    return fit(TrainingJob.model_validate(pre.model_dump()), progress=progress)
+
+
+def write_default_training_job(path: str | Path, **overrides: Any) -> Path:
+    """Write a default :class:`~stainfree.config.TrainingJob` as YAML (a starting point to edit): the
+    little-data recipe, settings left empty (null) chosen by ``recipe: auto``, a 15-minute budget."""
+    from stainfree.config import TrainConfig, TrainingJob, save_yaml
+
+    overrides.setdefault("train", TrainConfig(max_time="15m"))
     return save_yaml(TrainingJob(**overrides), path)
 
 
@@ -111,6 +211,8 @@ def predict(
     bf16: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    tta: bool = False,
+    uncertainty: bool = False,
 ) -> dict[str, Path]:
     """Predict an image with one model bundle, or a multi-structure collection with several.
 
@@ -123,8 +225,8 @@ def predict(
     output : path
         ``.ome.tif`` or ``.ome.zarr``. With several bundles: one channel per structure, plus an RGB merge PNG
         ``<stem>_merge.png`` beside it.
-    tile, overlap, sw_batch_size, bf16, device
-        See :class:`stainfree.config.PredictConfig`.
+    tile, overlap, sw_batch_size, bf16, device, tta, uncertainty
+        See :class:`stainfree.config.PredictConfig` (``uncertainty`` needs ``tta`` and one bundle).
     progress : bool
         Show progress bars.
 
@@ -134,12 +236,21 @@ def predict(
         ``{"image": path}`` and, for a collection, ``"merge": path``.
     """
     from stainfree.config import PredictConfig, validate
+    from stainfree.errors import InputError
     from stainfree.inference.collection import predict_collection_file
     from stainfree.inference.predict import predict_file
 
     cfg = validate(
         PredictConfig,
-        {"tile": tile, "overlap": overlap, "sw_batch_size": sw_batch_size, "bf16": bf16, "device": device},
+        {
+            "tile": tile,
+            "overlap": overlap,
+            "sw_batch_size": sw_batch_size,
+            "bf16": bf16,
+            "device": device,
+            "tta": tta,
+            "uncertainty": uncertainty,
+        },
         source="predict options",
     )
     kwargs = {
@@ -149,10 +260,15 @@ def predict(
         "bf16": cfg.bf16,
         "device": cfg.device,
         "progress": progress,
+        "tta": cfg.tta,
     }
     paths = list(bundles) if isinstance(bundles, (list, tuple)) else [bundles]
+    if cfg.uncertainty and not cfg.tta:
+        raise InputError("predict options", "uncertainty is the spread of the test-time views: add tta")
     if len(paths) == 1:
-        return {"image": predict_file(paths[0], input, output, **kwargs)}
+        return {"image": predict_file(paths[0], input, output, uncertainty=cfg.uncertainty, **kwargs)}
+    if cfg.uncertainty:
+        raise InputError("predict options", "uncertainty works with one bundle at a time")
     return predict_collection_file(paths, input, output, **kwargs)
 
 
