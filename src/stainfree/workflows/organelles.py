@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
     from stainfree.config import CatalogNetwork, OrganelleCatalog, TrainingJob
 
 
@@ -414,12 +418,24 @@ def make_masks(
     method: str = "threshold",
     bleed: float = 0.05,
     ld_mask: str | Path | None = None,
-    fgnet: str | Path | None = None,
+    fgnet: str | Path | Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[Path]:
-    """Ground-truth masks from colocalization images (see :func:`stainfree.data.groundtruth.make_masks`)."""
+    """Ground-truth masks from colocalization images (see :func:`stainfree.data.groundtruth.make_masks`).
+
+    ``fgnet`` (for ``method="fgnet"``) is an FG-net bundle path, loaded here with
+    :func:`stainfree.inference.fgnet.fgnet_predictor`, or such a predictor already made.
+    """
     from stainfree.data.groundtruth import make_masks as _make_masks
 
-    return _make_masks(folder_or_files, out_dir, method=method, bleed=bleed, ld_mask=ld_mask, fgnet=fgnet)
+    predictor = None
+    if method == "fgnet" and fgnet is not None:
+        if callable(fgnet):
+            predictor = fgnet
+        else:
+            from stainfree.inference.fgnet import fgnet_predictor
+
+            predictor = fgnet_predictor(fgnet)
+    return _make_masks(folder_or_files, out_dir, method=method, bleed=bleed, ld_mask=ld_mask, fgnet=predictor)
 
 
 def train_fgnet(
