@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     import numpy as np
 
@@ -283,13 +283,14 @@ def fine_tune(
     import pandas as pd
 
     from stainfree.catalog import load_catalog
-    from stainfree.config import CatalogClass, CatalogNetwork
+    from stainfree.config import BundleConfig, CatalogClass, CatalogNetwork
     from stainfree.errors import InputError
     from stainfree.models.bundle import load_bundle
     from stainfree.train.fit import fit
 
     b = load_bundle(bundle)
     cfg = b.config
+    assert isinstance(cfg, BundleConfig)  # load_bundle reads a BundleConfig (Bundle.config is typed object)
     out = Path(out_dir)
     names = list(cfg.class_names or [])
     fg = [n for n in names if n != "background"]
@@ -315,7 +316,7 @@ def fine_tune(
         train_manifest = sim_manifest
     else:
         raise InputError(sim_manifest, "needs nilered+labels (simulator) or signal+target columns")
-    overrides = {
+    overrides: dict[str, Any] = {
         "spatial_dims": cfg.spatial_dims,
         "input_transform": cfg.input_transform,
         "depth": cfg.model.depth,
@@ -341,7 +342,7 @@ def fine_tune(
 
 def segment(
     nilered_image: str | Path,
-    bundles: str | Path | list[str | Path],
+    bundles: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     *,
     catalog: str | Path | None = None,
