@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import tifffile
 
 from stainfree.errors import InputError
@@ -158,7 +159,7 @@ class OmeZarrWriter:
         self,
         path: str | os.PathLike,
         shape: Sequence[int],
-        dtype: np.dtype | str,
+        dtype: npt.DTypeLike,
         axes: str,
         voxel_size_um: Sequence[float | None] = (None, None, None),
         channel_names: Sequence[str] | None = None,
@@ -312,7 +313,7 @@ class OmeZarrWriter:
 def create_ome_zarr(
     path: str | os.PathLike,
     shape: Sequence[int],
-    dtype: np.dtype | str,
+    dtype: npt.DTypeLike,
     axes: str,
     voxel_size_um: Sequence[float | None] = (None, None, None),
     channel_names: Sequence[str] | None = None,
