@@ -27,6 +27,7 @@ test: install
 lint: install
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layers.py
 
 format: install

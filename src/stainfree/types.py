@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypedDict
+from typing import TypeAlias, TypedDict
 
 import numpy as np
+
+# Per-axis floats (voxel sizes, sigmas, spacings in z, y, x order): a tuple/list or a 1-D numpy array.
+Floats: TypeAlias = Sequence[float] | np.ndarray
 
 
 class Task(StrEnum):

@@ -107,3 +107,6 @@ def test_make_masks_writes_one_mask_per_image_with_ld_zeroing(tmp_path):
     assert ndimage.label(mask)[1] == len(centres) - 1
     with pytest.raises(InputError, match="fgnet"):
         make_masks(inp, tmp_path / "out2", method="fgnet")
+    # The data layer takes a predictor, not a bundle path (the workflow loads the bundle).
+    with pytest.raises(TypeError, match="fgnet_predictor"):
+        make_masks(inp, tmp_path / "out3", method="fgnet", fgnet=tmp_path / "bundle")

@@ -82,12 +82,7 @@ CONFINED = {
 }
 
 # Known upward imports, each with the reason it is still here. Keep this empty where possible.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("stainfree.data.groundtruth", "stainfree.inference.fgnet"): (
-        "make_masks(method='fgnet', fgnet=<bundle path>) as api/workflows call it; goes once they pass "
-        "stainfree.inference.fgnet.fgnet_predictor(bundle) as the fgnet callable"
-    ),
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 _RANK = {prefix: rank for rank, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes}
 

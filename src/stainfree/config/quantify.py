@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field
@@ -47,7 +48,7 @@ class QuantifyConfig(StrictModel):
     )
     figures: bool = Field(True, description="Write PNG figures beside the tables.")
 
-    def contact_distance_um(self, voxel_size_um: tuple[float, float, float]) -> float | None:
+    def contact_distance_um(self, voxel_size_um: Sequence[float]) -> float | None:
         """Contact distance in um, or None for face adjacency."""
         if self.contact_distance_nm is not None:
             return self.contact_distance_nm / 1000.0

@@ -105,8 +105,10 @@ def estimate_shift(
     shift = [float(s) for s in np.atleast_1d(shift)]
     if ref.ndim == 2:
         shift = [0.0, *shift]
-    um = tuple(None if v is None else float(s) * float(v) for s, v in zip(shift, voxel_size_um, strict=True))
-    return ChannelShift(shift_px=(shift[0], shift[1], shift[2]), shift_um=um, error=float(error))
+    um = [None if v is None else float(s) * float(v) for s, v in zip(shift, voxel_size_um, strict=True)]
+    return ChannelShift(
+        shift_px=(shift[0], shift[1], shift[2]), shift_um=(um[0], um[1], um[2]), error=float(error)
+    )
 
 
 def _refine_shift(ref: np.ndarray, mov: np.ndarray, start: np.ndarray) -> np.ndarray:

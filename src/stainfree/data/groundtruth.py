@@ -196,7 +196,7 @@ def make_masks(
     method: str = "threshold",
     bleed: float = 0.05,
     ld_mask: str | os.PathLike | None = None,
-    fgnet: str | os.PathLike | Callable[[np.ndarray], np.ndarray] | None = None,
+    fgnet: Callable[[np.ndarray], np.ndarray] | None = None,
     block_size: int = 31,
     min_size: int = 4,
 ) -> list[Path]:
@@ -215,9 +215,10 @@ def make_masks(
         Bleed-through coefficient ``r`` of ``G - r * Y`` (skipped when the image has no yellow channel).
     ld_mask : path, optional
         Lipid-droplet mask: one file for all images, or a folder with a file of the same name per image.
-    fgnet : callable or path, optional
+    fgnet : callable, optional
         For ``method="fgnet"``: a function image (YX or ZYX) -> uint8 mask, such as
-        :func:`stainfree.inference.fgnet.fgnet_predictor`, or the path of an FG-net bundle.
+        ``stainfree.inference.fgnet.fgnet_predictor(bundle)`` (a bundle path is turned into one by
+        :func:`stainfree.workflows.organelles.make_masks`; this data-layer function raises ``TypeError``).
     block_size, min_size : int
         See :func:`threshold_mask`.
 
@@ -235,17 +236,16 @@ def make_masks(
         raise InputError("method fgnet", "needs an FG-net bundle (--fgnet BUNDLE)")
     files = _list_images(folder_or_files)
     out = Path(out_dir)
-    foreground = None
+    foreground: Callable[[np.ndarray], np.ndarray] | None = None
     if method == "fgnet":
-        if callable(fgnet):
-            foreground = fgnet
-        else:
-            # A bundle path, as the public make_masks passes it; the network runs in the inference layer
-            # (the one import of a higher layer that tests/unit/test_layers.py allows, until callers pass
-            # a callable).
-            from stainfree.inference.fgnet import fgnet_predictor
-
-            foreground = fgnet_predictor(fgnet)
+        if not callable(fgnet):
+            # The network runs in the inference layer, above this one: the caller loads the bundle.
+            raise TypeError(
+                f"make_masks(method='fgnet') needs a callable image -> mask, got {fgnet!r}; pass "
+                "stainfree.inference.fgnet.fgnet_predictor(bundle) "
+                "(stainfree.api.make_masks accepts a bundle path)"
+            )
+        foreground = fgnet
     written = []
     for f in files:
         arr, meta = read_image(f)
@@ -265,6 +265,7 @@ def make_masks(
         if method == "threshold":
             mask = threshold_mask(g if g.shape[0] > 1 else g[0], block_size=block_size, min_size=min_size)
         else:
+            assert foreground is not None  # method == "fgnet", checked above
             mask = foreground(g if g.shape[0] > 1 else g[0])
         mask = mask.reshape(g.shape)
         dest = out / f"{_stem(f)}_mask.ome.tif"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -292,7 +292,7 @@ def prepare_input_with_stats(
         if bundle_stats:
             stats = [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in bundle_stats]
     used = []
-    out = np.empty(x.shape, dtype=np.float32)
+    out: np.ndarray = np.empty(x.shape, dtype=np.float32)
     for c in range(x.shape[0]):
         if stats is not None:
             out[c] = apply_normalization(x[c], stats[c])
@@ -405,7 +405,23 @@ def restore_output(pred: np.ndarray, input_shape_zyx: Sequence[int], *, labels: 
     return resample_to_shape(np.asarray(pred), input_shape_zyx, order=0 if labels else 1)
 
 
-def pad_to_min_shape(czyx: np.ndarray, min_zyx: Sequence[int], *, mode: str = "reflect") -> np.ndarray:
+#: ``mode`` values of :func:`numpy.pad` that need no extra arguments.
+PadMode = Literal[
+    "constant",
+    "edge",
+    "linear_ramp",
+    "maximum",
+    "mean",
+    "median",
+    "minimum",
+    "reflect",
+    "symmetric",
+    "wrap",
+    "empty",
+]
+
+
+def pad_to_min_shape(czyx: np.ndarray, min_zyx: Sequence[int], *, mode: PadMode = "reflect") -> np.ndarray:
     """Pad a (C, Z, Y, X) array at the end so each spatial size is at least ``min_zyx``."""
     pad = [(0, 0)] + [(0, max(0, m - s)) for m, s in zip(min_zyx, czyx.shape[1:], strict=True)]
     if not any(p[1] for p in pad):

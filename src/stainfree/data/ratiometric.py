@@ -211,7 +211,10 @@ def intensity_ratio(
         y -= estimate_offset(y)
         r -= estimate_offset(r)
     elif offset is not None:
-        oy, orr = (offset, offset) if np.isscalar(offset) else tuple(offset)  # type: ignore[misc]
+        if isinstance(offset, tuple | list | np.ndarray):
+            oy, orr = offset
+        else:
+            oy = orr = offset
         y -= float(oy)
         r -= float(orr)
     np.clip(y, 0, None, out=y)

@@ -204,7 +204,7 @@ def c_max_from_clean(noisy: np.ndarray, clean: np.ndarray) -> float:
 def accuracy(truth: np.ndarray, pred: np.ndarray) -> float:
     """Fraction of voxels where the masks agree (non-zero = foreground); 1.0 for zero-size arrays."""
     t, p = _masks(truth, pred)
-    return _ratio(np.count_nonzero(t == p), t.size, 1.0)
+    return _ratio(int(np.count_nonzero(t == p)), t.size, 1.0)
 
 
 def precision(truth: np.ndarray, pred: np.ndarray) -> float:

@@ -144,7 +144,9 @@ def predict_collection(
 
     if not bundles:
         raise InputError("bundles", "no model bundle given")
-    preds, names, out_meta = [], [], None
+    preds: list[np.ndarray] = []
+    names: list[str] = []
+    out_meta: ImageMeta | None = None
     for b in bundles:
         pred, m = predict_with_bundle(b, image, meta, **predict_kwargs)
         if out_meta is not None and m.axes != out_meta.axes:

@@ -154,6 +154,11 @@ def _colour_table() -> np.ndarray:
     return table
 
 
+def _unit_rgb(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """A 0-255 RGB colour as matplotlib's 0-1 floats."""
+    return (rgb[0] / 255, rgb[1] / 255, rgb[2] / 255)
+
+
 def overlay_rgb(intensity: np.ndarray, labels: np.ndarray, *, alpha: float = 0.5) -> np.ndarray:
     """A 2D colour overlay: intensity in grey, compartments in their fixed colours (COMPARTMENT_COLORS).
 
@@ -334,9 +339,7 @@ def write_segmentation(
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     handles = [
-        plt.Line2D(
-            [], [], marker="s", ls="", color=np.asarray(COMPARTMENT_COLORS[c]) / 255, label=c, mec="0.5"
-        )
+        plt.Line2D([], [], marker="s", ls="", color=_unit_rgb(COMPARTMENT_COLORS[c]), label=c, mec="0.5")
         for c in COMPARTMENTS
     ]
     axes[2].legend(handles=handles, loc="center left", fontsize=7, frameon=False)

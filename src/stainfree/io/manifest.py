@@ -193,7 +193,7 @@ def validate_manifest(df: pd.DataFrame, data_config: Any) -> None:
     mode = getattr(data_config, "input_mode", "3d")
     n_sig: set[int] = set()
     n_tgt: set[int] = set()
-    for i, row in df.reset_index(drop=True).iterrows():
+    for i, (_, row) in enumerate(df.iterrows()):
         where = f"{src} row {i + 1}"
         split = str(row.get("split", "train"))
         if split not in SPLITS:

@@ -14,9 +14,10 @@ import uuid
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import tifffile
 
 from stainfree.errors import InputError
@@ -87,7 +88,7 @@ def _content_uuid(array: np.ndarray, *parts: str) -> str:
     digest.update(f"{array.shape}|{array.dtype.str}|".encode())
     for part in parts:
         digest.update(part.encode())
-    digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    digest.update(np.ascontiguousarray(array).data.cast("B"))
     return f"urn:uuid:{uuid.UUID(bytes=digest.digest(), version=4)}"
 
 
@@ -137,7 +138,8 @@ def ngff_scale(axes: str, voxel_size_um: Sequence[float | None], level: int) -> 
     voxel = dict(zip("ZYX", voxel_size_um, strict=True))
     scale = []
     for a in axes:
-        base = float(voxel[a]) if a in "ZYX" and voxel[a] is not None else 1.0
+        v = voxel.get(a)  # None for a non-spatial axis or an unknown size
+        base = float(v) if v is not None else 1.0
         scale.append(base * (2**level if a in "YX" else 1))
     return scale
 
@@ -157,7 +159,7 @@ class OmeZarrWriter:
         self,
         path: str | os.PathLike,
         shape: Sequence[int],
-        dtype: np.dtype | str,
+        dtype: npt.DTypeLike,
         axes: str,
         voxel_size_um: Sequence[float | None] = (None, None, None),
         channel_names: Sequence[str] | None = None,
@@ -186,7 +188,7 @@ class OmeZarrWriter:
         self._tmp = self._context.__enter__()
         self._open = True
         try:
-            zarr_format = 2 if ngff_version == "0.4" else 3
+            zarr_format: Literal[2, 3] = 2 if ngff_version == "0.4" else 3
             self._group = zarr.open_group(str(self._tmp), mode="w", zarr_format=zarr_format)
             self.levels = []
             for level, level_shape in enumerate(_level_shapes(shape, axes, n_scales)):
@@ -231,7 +233,7 @@ class OmeZarrWriter:
                 lead_idx = tuple(slice(s, s + step) for s, step in zip(lead, lead_steps, strict=True))
                 for y0 in range(0, src.shape[y], tile_y):
                     for x0 in range(0, src.shape[x], tile_x):
-                        block = src[(*lead_idx, slice(y0, y0 + tile_y), slice(x0, x0 + tile_x))]
+                        block = np.asarray(src[(*lead_idx, slice(y0, y0 + tile_y), slice(x0, x0 + tile_x))])
                         small = block[..., ::2, ::2]
                         ys, xs = y0 // 2, x0 // 2
                         dst[(*lead_idx, slice(ys, ys + small.shape[-2]), slice(xs, xs + small.shape[-1]))] = (
@@ -311,7 +313,7 @@ class OmeZarrWriter:
 def create_ome_zarr(
     path: str | os.PathLike,
     shape: Sequence[int],
-    dtype: np.dtype | str,
+    dtype: npt.DTypeLike,
     axes: str,
     voxel_size_um: Sequence[float | None] = (None, None, None),
     channel_names: Sequence[str] | None = None,
@@ -380,7 +382,8 @@ def write_ome_zarr(
         if is_dask:
             import dask.array as da
 
-            da.store(array.rechunk(writer.array.chunks), writer.array, lock=False)
+            # dask annotates targets as array-likes; any object with __setitem__ (a zarr.Array) is accepted
+            da.store(array.rechunk(writer.array.chunks), writer.array, lock=False)  # type: ignore[arg-type]
         else:
             writer.array[...] = array
     return Path(path)

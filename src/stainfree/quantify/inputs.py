@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,16 @@ __all__ = [
 
 #: Channel names of a mask stack that are not structures (ignored).
 _IGNORED_CHANNELS = ("labels", "label_map", "label", "background")
+
+
+def _lazy_equal(data: np.ndarray, value: int) -> Callable[[], np.ndarray]:
+    """``data == value``, computed when called (a mask built only when its structure is measured)."""
+    return lambda: data == value
+
+
+def _lazy_above(data: np.ndarray, channel: int, thresh: float) -> Callable[[], np.ndarray]:
+    """``data[channel] > thresh``, computed when called."""
+    return lambda: data[channel] > thresh
 
 
 @dataclass
@@ -78,7 +88,7 @@ class MaskSource:
                 )
             ids = {n: i + 1 for i, n in enumerate(self.names)}
             return build_object_map(
-                {s: (lambda i=ids[s]: data == i) for s in wanted},
+                {s: _lazy_equal(data, ids[s]) for s in wanted},
                 connectivity=connectivity,
                 min_size=min_size,
             )
@@ -92,7 +102,7 @@ class MaskSource:
             )
         thresh = 0.5 if np.issubdtype(data.dtype, np.floating) else 0
         return build_object_map(
-            {s: (lambda i=index[s]: data[i] > thresh) for s in wanted},
+            {s: _lazy_above(data, index[s], thresh) for s in wanted},
             connectivity=connectivity,
             min_size=min_size,
         )
@@ -309,9 +319,8 @@ def load_masks(
     array, meta = read_image(image_path)
     src = _from_array(np.asarray(array), meta.axes, names, meta.channel_names, str(image_path), kind)
     src.extras = extras
-    src.voxel_size_um = tuple(
-        v if v is not None else w for v, w in zip(meta.voxel_size_um, voxel, strict=True)
-    )
+    merged = [v if v is not None else w for v, w in zip(meta.voxel_size_um, voxel, strict=True)]
+    src.voxel_size_um = (merged[0], merged[1], merged[2])
     return src
 
 

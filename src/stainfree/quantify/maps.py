@@ -171,6 +171,7 @@ class _Builder:
         vals = instances[fg]
         uniq, inverse, counts = np.unique(vals, return_inverse=True, return_counts=True)
         keep = counts >= max(min_size, 1)
+        ranks: np.ndarray
         if not keep.all():
             fg[fg] = keep[inverse]
             rank_of = np.cumsum(keep)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,7 @@ from scipy import ndimage as ndi
 
 from stainfree.errors import InputError
 from stainfree.quantify.maps import NUCLEUS_STRUCTURES, ObjectMap, _structure_element
+from stainfree.types import Floats
 
 __all__ = [
     "OBJECT_COLUMNS",
@@ -67,7 +69,7 @@ OBJECT_COLUMNS: dict[str, str] = {
 }
 
 
-def mesh_surface(mask: np.ndarray, spacing: Sequence[float], *, sigma: float = 1.0) -> tuple[float, float]:
+def mesh_surface(mask: np.ndarray, spacing: Floats, *, sigma: float = 1.0) -> tuple[float, float]:
     """Surface area and enclosed volume of a marching-cubes mesh of one object's (cropped) 3D mask.
 
     The mask is zero-padded, smoothed with a Gaussian of ``sigma`` voxels (per axis) and meshed at level 0.5;
@@ -133,8 +135,20 @@ def _field_base(omap: ObjectMap, extracellular: str = "extracellular") -> int:
     return int(hits[0]) if hits.size else 0
 
 
+@overload
 def distance_transform(
-    mask: np.ndarray, sampling: Sequence[float], *, return_indices: bool = False
+    mask: np.ndarray, sampling: Floats, *, return_indices: Literal[False] = False
+) -> np.ndarray: ...
+
+
+@overload
+def distance_transform(
+    mask: np.ndarray, sampling: Floats, *, return_indices: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def distance_transform(
+    mask: np.ndarray, sampling: Floats, *, return_indices: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Euclidean distance (float32, physical units) of each nonzero voxel of ``mask`` to the nearest zero.
 

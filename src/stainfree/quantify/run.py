@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -142,7 +143,7 @@ def quantify_source(
                 cells=cells_t,
                 smoothing_sigma=cfg.surface_smoothing_voxels,
                 frame=t,
-                progress=(lambda k, n=omap.n_objects: objects_done(k, n)) if bar is not None else None,
+                progress=partial(objects_done, total=omap.n_objects) if bar is not None else None,
             )
             objects.append(obj)
             step(f"frame {t + 1}/{n_t}: contacts")

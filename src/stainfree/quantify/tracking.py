@@ -85,8 +85,14 @@ def frame_overlaps(before: ObjectMap, after: ObjectMap) -> pd.DataFrame:
     ga, gb = code // n1, code % n1
     same = before.structure_of[ga] == after.structure_of[gb]
     ga, gb, k = ga[same], gb[same], k[same]
-    ca = sum(np.bincount(layer.ravel(), minlength=before.n_objects + 1) for layer in before.layers)
-    cb = sum(np.bincount(layer.ravel(), minlength=after.n_objects + 1) for layer in after.layers)
+    ca = sum(
+        (np.bincount(layer.ravel(), minlength=before.n_objects + 1) for layer in before.layers),
+        np.zeros(before.n_objects + 1, dtype=np.intp),
+    )
+    cb = sum(
+        (np.bincount(layer.ravel(), minlength=after.n_objects + 1) for layer in after.layers),
+        np.zeros(after.n_objects + 1, dtype=np.intp),
+    )
     iou = k / (ca[ga] + cb[gb] - k)
     return pd.DataFrame(
         {

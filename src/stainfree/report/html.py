@@ -43,7 +43,7 @@ class Section:
 
     title: str
     text: str = ""
-    figures: list[str | os.PathLike] = field(default_factory=list)
+    figures: Sequence[str | os.PathLike] = field(default_factory=list)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stainfree.types import Floats
+
 
 @dataclass(frozen=True)
 class Ellipsoid:
@@ -73,7 +75,7 @@ def segments_to_points(a: np.ndarray, b: np.ndarray, step: float) -> np.ndarray:
     return a[seg_index] + t[:, None] * (b - a)[seg_index]
 
 
-def ball_offsets(radius_um: float, voxel_um: Sequence[float]) -> np.ndarray:
+def ball_offsets(radius_um: float, voxel_um: Floats) -> np.ndarray:
     """Integer voxel offsets (M, 3) inside a ball of ``radius_um``; always contains (0, 0, 0)."""
     vox = np.asarray(voxel_um, float)
     reach = np.floor(radius_um / vox).astype(int)
@@ -88,7 +90,7 @@ def paint_tube(
     labels: np.ndarray,
     inst: np.ndarray,
     tube: Tube,
-    voxel_um: Sequence[float],
+    voxel_um: Floats,
     label: int,
     instance: int,
     clip: np.ndarray | None = None,
@@ -115,7 +117,7 @@ def paint_tube(
 
 
 def ellipsoid_mask(
-    ell: Ellipsoid, shape: Sequence[int], voxel_um: Sequence[float], shift_um: np.ndarray | None = None
+    ell: Ellipsoid, shape: Sequence[int], voxel_um: Floats, shift_um: np.ndarray | None = None
 ) -> tuple[tuple[slice, ...], np.ndarray]:
     """Bounding-box slices and mask of an ellipsoid (at least its centre voxel when inside the volume)."""
     vox = np.asarray(voxel_um, float)
@@ -144,7 +146,7 @@ def paint_ellipsoid(
     labels: np.ndarray,
     inst: np.ndarray,
     ell: Ellipsoid,
-    voxel_um: Sequence[float],
+    voxel_um: Floats,
     label: int,
     instance: int,
     clip: np.ndarray | None = None,
@@ -166,7 +168,7 @@ def paint(
     labels: np.ndarray,
     inst: np.ndarray,
     prim: Primitive,
-    voxel_um: Sequence[float],
+    voxel_um: Floats,
     label: int,
     instance: int,
     clip: np.ndarray | None = None,

@@ -154,7 +154,8 @@ def _objects(
     size = (len(COMPARTMENTS) + 1) * m
     counts = np.bincount(key, minlength=size)
     nz = np.flatnonzero(counts)
-    zz, yy, xx = np.indices(labels.shape, sparse=True)
+    grids: tuple[np.ndarray, ...] = np.indices(labels.shape, sparse=True)
+    zz, yy, xx = grids
     cents = []
     for ax, grid in enumerate((zz, yy, xx)):
         w = np.broadcast_to(grid, labels.shape).ravel()

@@ -45,7 +45,7 @@ from stainfree.simulate.draw import (
     rotation_from_normal,
     segments_to_points,
 )
-from stainfree.types import COMPARTMENTS, compartment_id
+from stainfree.types import COMPARTMENTS, Floats, compartment_id
 
 #: Painting order, lowest priority first: a later compartment overwrites an earlier one.
 PRIORITY: tuple[str, ...] = (
@@ -125,7 +125,7 @@ class Scene:
 def build_scene(
     rng: np.random.Generator,
     shape: Sequence[int],
-    voxel_um: Sequence[float],
+    voxel_um: Floats,
     n_cells: int,
     cell_shape: str,
 ) -> Scene:
@@ -410,8 +410,8 @@ def build_scene(
             n = int(max(1, rng.poisson(cyto_vol * per100 / 100.0)))
             pos = _sample_points(rng, inner, off, vox, n, weights[where])
             for ppos in pos:
-                r = float(np.clip(rng.lognormal(np.log(r_mean), r_sd), 0.6 * r_mean, 2.2 * r_mean))
-                radii = r * rng.uniform(0.85, 1.15, 3)
+                r_um = float(np.clip(rng.lognormal(np.log(r_mean), r_sd), 0.6 * r_mean, 2.2 * r_mean))
+                radii = r_um * rng.uniform(0.85, 1.15, 3)
                 objects.append(SceneObject(cls, 0, k, [Ellipsoid(ppos, radii)], ppos))
 
     # instance ids: contiguous per class, in drawing order

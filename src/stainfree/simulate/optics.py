@@ -22,6 +22,8 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
+from stainfree.types import Floats
+
 #: Microscope profiles: objective, immersion, camera, pixel size, Nile Red ratio scale and chromatic shift.
 MICROSCOPES: dict[str, dict] = {
     "spinning_disk": {
@@ -76,8 +78,8 @@ def psf_sigma_um(wavelength_um: float, na: float, immersion_index: float, confoc
 
 def blur(
     density: np.ndarray,
-    sigma_um: Sequence[float],
-    voxel_um: Sequence[float],
+    sigma_um: Floats,
+    voxel_um: Floats,
     haze_fraction: float = 0.0,
 ) -> np.ndarray:
     """Convolve a density with the Gaussian PSF (plus an optional 4x broader halo); float32, same shape."""
@@ -158,7 +160,7 @@ def shift_subpixel(image: np.ndarray, shift_vox: Sequence[float]) -> np.ndarray:
 
 def brightfield(
     ri: np.ndarray,
-    voxel_um: Sequence[float],
+    voxel_um: Floats,
     wavelength_um: float,
     na: float,
     condenser_na: float,

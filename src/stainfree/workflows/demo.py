@@ -90,7 +90,7 @@ def _demo_run(cfg: DemoConfig, out: Path, progress: bool) -> Path:
         predictions, merges = [], []
         for row in held_out.itertuples():
             res = predict(
-                bundles, row.brightfield, out / "predictions" / f"{row.field}.ome.tif", progress=False
+                bundles, str(row.brightfield), out / "predictions" / f"{row.field}.ome.tif", progress=False
             )
             predictions.append(res["image"])
             merges.append(res.get("merge"))
@@ -146,7 +146,7 @@ def _demo_run(cfg: DemoConfig, out: Path, progress: bool) -> Path:
             )
         with step("segment"):
             segmented = [
-                segment(row.nilered, seg_bundles, out / "segmentation", name=row.field)
+                segment(str(row.nilered), seg_bundles, out / "segmentation", name=str(row.field))
                 for row in held_out.itertuples()
             ]
             trained = _demo_trained_compartments(cfg.organelle_nets)
@@ -176,18 +176,21 @@ def _demo_run(cfg: DemoConfig, out: Path, progress: bool) -> Path:
         )
         if cfg.quantify:
             with step("quantify"):
-                row = held_out.iloc[0]
+                first = held_out.iloc[0]
                 quant_dir = out / "quantification"
                 pred_q = quantify(
-                    segmented[0]["masks"], quant_dir / "segmented", nilered=row["nilered"], cells=row["cells"]
+                    segmented[0]["masks"],
+                    quant_dir / "segmented",
+                    nilered=first["nilered"],
+                    cells=first["cells"],
                 )
-                true_q = quantify(Path(row["labels"]).parent, quant_dir / "truth")
+                true_q = quantify(Path(first["labels"]).parent, quant_dir / "truth")
                 comparison = _demo_compare_counts(pred_q["structures"], true_q["structures"], trained)
                 write_table(quant_dir / "segmented_vs_truth.csv", comparison)
             sections.append(
                 Section(
                     "Quantification",
-                    f"Objects of {row['field']}: count, volume, sphericity and emission ratio per "
+                    f"Objects of {first['field']}: count, volume, sphericity and emission ratio per "
                     "compartment, and contacts between compartments, measured on the segmentation and on the "
                     "exact masks.",
                     figures=sorted((quant_dir / "segmented").glob("*.png"))

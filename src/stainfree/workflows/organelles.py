@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import numpy as np
+
     from stainfree.config import CatalogNetwork, OrganelleCatalog, TrainingJob
 
 
@@ -279,13 +283,14 @@ def fine_tune(
     import pandas as pd
 
     from stainfree.catalog import load_catalog
-    from stainfree.config import CatalogClass, CatalogNetwork
+    from stainfree.config import BundleConfig, CatalogClass, CatalogNetwork
     from stainfree.errors import InputError
     from stainfree.models.bundle import load_bundle
     from stainfree.train.fit import fit
 
     b = load_bundle(bundle)
     cfg = b.config
+    assert isinstance(cfg, BundleConfig)  # load_bundle reads a BundleConfig (Bundle.config is typed object)
     out = Path(out_dir)
     names = list(cfg.class_names or [])
     fg = [n for n in names if n != "background"]
@@ -311,7 +316,7 @@ def fine_tune(
         train_manifest = sim_manifest
     else:
         raise InputError(sim_manifest, "needs nilered+labels (simulator) or signal+target columns")
-    overrides = {
+    overrides: dict[str, Any] = {
         "spatial_dims": cfg.spatial_dims,
         "input_transform": cfg.input_transform,
         "depth": cfg.model.depth,
@@ -337,7 +342,7 @@ def fine_tune(
 
 def segment(
     nilered_image: str | Path,
-    bundles: str | Path | list[str | Path],
+    bundles: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     *,
     catalog: str | Path | None = None,
@@ -414,12 +419,24 @@ def make_masks(
     method: str = "threshold",
     bleed: float = 0.05,
     ld_mask: str | Path | None = None,
-    fgnet: str | Path | None = None,
+    fgnet: str | Path | Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[Path]:
-    """Ground-truth masks from colocalization images (see :func:`stainfree.data.groundtruth.make_masks`)."""
+    """Ground-truth masks from colocalization images (see :func:`stainfree.data.groundtruth.make_masks`).
+
+    ``fgnet`` (for ``method="fgnet"``) is an FG-net bundle path, loaded here with
+    :func:`stainfree.inference.fgnet.fgnet_predictor`, or such a predictor already made.
+    """
     from stainfree.data.groundtruth import make_masks as _make_masks
 
-    return _make_masks(folder_or_files, out_dir, method=method, bleed=bleed, ld_mask=ld_mask, fgnet=fgnet)
+    predictor = None
+    if method == "fgnet" and fgnet is not None:
+        if callable(fgnet):
+            predictor = fgnet
+        else:
+            from stainfree.inference.fgnet import fgnet_predictor
+
+            predictor = fgnet_predictor(fgnet)
+    return _make_masks(folder_or_files, out_dir, method=method, bleed=bleed, ld_mask=ld_mask, fgnet=predictor)
 
 
 def train_fgnet(
