@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from _common import finish, set_threads
 
 FULL = {"volume": (65, 624, 924), "tile": (64, 256, 256), "batch": 24, "patch": (32, 64, 64), "steps": 30}
@@ -85,7 +86,9 @@ def part_train_loop(p: dict, device: str, results: dict) -> None:
             if i == 3:
                 _sync(device)
                 t0 = time.perf_counter()
-            with torch.autocast(device.split(":")[0], dtype=dtype or torch.float32, enabled=dtype is not None):
+            with torch.autocast(
+                device.split(":")[0], dtype=dtype or torch.float32, enabled=dtype is not None
+            ):
                 loss = torch.nn.functional.mse_loss(net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

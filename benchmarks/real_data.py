@@ -3,7 +3,7 @@
 Four real label-free (or EM) -> fluorescence pairs from ``../shared/data`` (skipped with a reason when the
 folder is absent), each split so that no test pixel is ever trained on:
 
-- ``envelope_3d``: bright-field z-stack -> nuclear envelope (lamin B1), human iPSCs, 3D crops of 16 x 128 x 128;
+- ``envelope_3d``: bright-field z-stack -> nuclear envelope (lamin B1), iPSCs, 3D crops of 16 x 128 x 128;
   train on the crops of fields P16-E05 and P26-E06, test on the five crops of field P58-E05.
 - ``phase_dapi``: phase contrast -> Hoechst, 512 x 512; train on the top half, test on the bottom half.
 - ``nd2_dapi``: bright-field -> DAPI in two Nikon ND2 files of PBMCs at different pixel sizes; train on
@@ -26,6 +26,8 @@ Prints ``<pair> r: value`` and ``<pair> plain r: value`` and writes ``benchmarks
 (keys ``<pair>_r``, ``<pair>_plain_r``). Goals (issue 10): stainfree >= plain + 0.05 on every pair; phase ->
 DAPI r >= 0.85; bright-field -> nuclear envelope r >= 0.75.
 
+On a machine with CUDA both methods train on the GPU and the results go to ``real_data_gpu.json``.
+
 Run: ``.venv/bin/python benchmarks/real_data.py [--quick] [--budget SECONDS] [--pairs a,b]``; the full run
 takes about 8 x the budget (default 240 s per method and pair, about 35 minutes on 2 cores); ``--quick``
 trains 8 s per method on small crops of two pairs (a smoke test, figures meaningless).
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from _common import SHARED_DATA, finish, set_threads
 
 PAIRS = ("envelope_3d", "phase_dapi", "nd2_dapi", "clem_chromatin")
@@ -163,7 +166,65 @@ def pooled_r(preds: list[np.ndarray], truths: list[np.ndarray]) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-# ----- the plain baseline -------------------------------------------------------------------------------------
+# ----- stainfree's recipe -----------------------------------------------------------------------------------
+
+
+def run_stainfree(p: Pair, *, budget_s: float, work: Path, **overrides: Any) -> dict:
+    """Train with the recipe a new job gets (``TrainingJob()`` defaults, ``train.max_time``), predict the test
+    images with test-time augmentation, score them."""
+    from stainfree.config import DataConfig, TrainConfig, TrainingJob
+    from stainfree.inference.predict import predict_with_bundle
+    from stainfree.models.bundle import load_bundle
+    from stainfree.train.fit import fit_arrays
+
+    job = TrainingJob(
+        name=p.name,
+        output_dir=work / p.name,
+        data=DataConfig(input_mode=p.mode, voxel_size_um=p.voxel_size_um, **overrides.pop("data", {})),
+        train=TrainConfig(max_time=budget_s, **overrides.pop("train", {})),
+        **overrides,
+    )
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    t0 = time.perf_counter()
+    bundle = load_bundle(
+        fit_arrays(p.train_x, p.train_y, job, signal_metas=p.train_meta, target_metas=p.train_meta)
+    )
+    train_s = time.perf_counter() - t0
+    preds = []
+    for x, meta in zip(p.test_x, p.test_meta, strict=True):
+        pred, _ = predict_with_bundle(bundle, x, meta, tta=True, device=device)
+        preds.append(pred[0] if p.mode == "3d" else pred[0, 0] if pred.ndim == 4 else pred[0])
+    truths = [t[0] if p.mode == "3d" else t[0, 0] for t in p.test_y]
+    cfg = bundle.config
+    t = cfg.training
+    return {
+        "r": pooled_r(preds, truths),
+        "steps": t["steps"],
+        "train_s": train_s,
+        "network": {
+            "depth": cfg.model.depth,
+            "base": cfg.model.base_channels,
+            "patch": list(cfg.patch_shape),
+            "batch": t["batch_size"],
+        },
+        "settings": {
+            "patch": list(cfg.patch_shape),
+            "batch": t["batch_size"],
+            "depth": cfg.model.depth,
+            "base_channels": cfg.model.base_channels,
+            "steps": t["steps"],
+            "max_steps": t["max_steps"],
+            "validation": t["validation"]["mode"],
+            "exported": t["exported"],
+            "best_val_r": t.get("best_val_r"),
+            "train_s": round(train_s, 1),
+        },
+    }
+
+
+# ----- the plain baseline -----------------------------------------------------------------------------------
 
 
 def _zscore(a: np.ndarray) -> np.ndarray:
@@ -179,7 +240,8 @@ def plain_baseline(p: Pair, *, depth: int, base: int, patch: list[int], batch: i
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     dims = 3 if p.mode == "3d" else 2
-    net = UNet(1, 1, spatial_dims=dims, depth=depth, base_channels=base)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = UNet(1, 1, spatial_dims=dims, depth=depth, base_channels=base).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     xs = [_zscore(x[0]) for x in p.train_x]  # (Z, Y, X)
     ys = [_zscore(y[0]) for y in p.train_y]
@@ -200,8 +262,8 @@ def plain_baseline(p: Pair, *, depth: int, base: int, patch: list[int], batch: i
                     a, b = np.flip(a, ax), np.flip(b, ax)
             bx.append(a.copy())
             by.append(b.copy())
-        x = torch.from_numpy(np.stack(bx)[:, None])
-        y = torch.from_numpy(np.stack(by)[:, None])
+        x = torch.from_numpy(np.stack(bx)[:, None]).to(device)
+        y = torch.from_numpy(np.stack(by)[:, None]).to(device)
         loss = torch.nn.functional.mse_loss(net(x), y)
         opt.zero_grad()
         loss.backward()
@@ -215,28 +277,41 @@ def plain_baseline(p: Pair, *, depth: int, base: int, patch: list[int], batch: i
         for x in p.test_x:
             a = _zscore(x[0]) if dims == 3 else _zscore(x[0, 0])
             pad = [(0, (-s) % m) for s in a.shape]
-            out = net(torch.from_numpy(np.pad(a, pad, mode="reflect")[None, None]))[0, 0].numpy()
+            x = torch.from_numpy(np.pad(a, pad, mode="reflect")[None, None]).to(device)
+            out = net(x)[0, 0].cpu().numpy()
             preds.append(out[tuple(slice(0, s) for s in a.shape)])
     truths = [t[0] if dims == 3 else t[0, 0] for t in p.test_y]
     return {"r": pooled_r(preds, truths), "steps": steps, "train_s": train_s}
 
 
-# ----- main ---------------------------------------------------------------------------------------------------
+# ----- main -------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run on small crops (figures meaningless)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run on small crops (figures meaningless)"
+    )
     parser.add_argument("--budget", type=float, default=240.0, help="training seconds per method and pair")
-    parser.add_argument("--pairs", default=",".join(PAIRS), help="comma-separated subset of " + ", ".join(PAIRS))
+    parser.add_argument(
+        "--pairs", default=",".join(PAIRS), help="comma-separated subset of " + ", ".join(PAIRS)
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
     set_threads(args.threads)
+    import torch
+
     budget = 8.0 if args.quick else float(args.budget)
+    gpu = torch.cuda.is_available()
     names = ["phase_dapi", "envelope_3d"] if args.quick else [n.strip() for n in args.pairs.split(",") if n]
-    results: dict[str, Any] = {"quick": bool(args.quick), "budget_s": budget, "threads": args.threads}
+    results: dict[str, Any] = {
+        "quick": bool(args.quick),
+        "budget_s": budget,
+        "threads": args.threads,
+        "device": torch.cuda.get_device_name(0) if gpu else "cpu",
+    }
     for name in names:
         pair = load_pair(name)
         if pair is None:
@@ -255,7 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         results[f"{name}_settings"] = ours["settings"]
         print(f"{name} r: {ours['r']:.4f}")
         print(f"{name} plain r: {plain['r']:.4f}")
-    finish("real_data", results, quick=args.quick, skip=tuple(k for k in results if k.endswith("_settings")))
+    finish(
+        "real_data_gpu" if gpu else "real_data",
+        results,
+        quick=args.quick,
+        skip=tuple(k for k in results if k.endswith("_settings")),
+    )
     return 0
 
 

@@ -84,25 +84,25 @@ def info(
     columns = ("path", "format", "axes", "shape", "dtype", "voxel z,y,x (um)", "channels", "min", "max")
     for column in (*columns, "status"):
         table.add_column(column, overflow="fold")
-    for row in table_df.itertuples(index=False):
-        voxel = ", ".join(_fmt_number(v) for v in row.voxel_size_um) if row.voxel_size_um else ""
+    for row in table_df.to_dict("records"):
+        voxel = ", ".join(_fmt_number(v) for v in row["voxel_size_um"]) if row["voxel_size_um"] else ""
         table.add_row(
-            row.path,
-            row.format,
-            row.axes,
-            " x ".join(str(s) for s in row.shape) if row.shape else "",
-            row.dtype,
+            str(row["path"]),
+            str(row["format"]),
+            str(row["axes"]),
+            " x ".join(str(s) for s in row["shape"]) if row["shape"] else "",
+            str(row["dtype"]),
             voxel,
-            ", ".join(row.channels) if row.channels else "",
-            "" if row.min is None else _fmt_number(row.min),
-            "" if row.max is None else _fmt_number(row.max),
-            "ok" if row.ok else f"[red]{row.problem}[/red]",
+            ", ".join(row["channels"]) if row["channels"] else "",
+            "" if row["min"] is None else _fmt_number(row["min"]),
+            "" if row["max"] is None else _fmt_number(row["max"]),
+            "ok" if row["ok"] else f"[red]{row['problem']}[/red]",
         )
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
     bad = table_df[~table_df["ok"]]
-    for row in bad.itertuples(index=False):
-        typer.echo(f"error: {row.path}: {row.problem}", err=True)
+    for failed in bad.itertuples(index=False):
+        typer.echo(f"error: {failed.path}: {failed.problem}", err=True)
     if len(bad):
         raise typer.Exit(code=2)
 
@@ -494,4 +494,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -47,9 +47,13 @@ def test_manifest_write_default_train_and_resume(tmp_path):
     res = runner.invoke(app, ["train", "--write-default", str(tmp_path / "job.yaml")])
     assert res.exit_code == 0, res.output
     job = load_yaml(TrainingJob, tmp_path / "job.yaml")
+    # the little-data recipe: network and patches left to `recipe: auto`, a 15-minute budget
     assert (
-        job.model.depth == 4
-        and job.model.base_channels == 32
+        job.recipe == "auto"
+        and job.model.depth is None
+        and job.model.base_channels is None
+        and job.train.max_time == "15m"
+        and job.train.augment.enabled
         and job.data.voxel_size_um == (0.29, 0.29, 0.29)
     )
 

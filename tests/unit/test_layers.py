@@ -57,6 +57,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "stainfree.train.module",
             "stainfree.train.fit",
             "stainfree.train.fit_data",
+            "stainfree.train.trainer",
             "stainfree.inference",
             "stainfree.execute",
             "stainfree.evaluate.evaluate",

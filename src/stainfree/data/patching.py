@@ -79,7 +79,8 @@ def sample_patch(
             present = [c for c in foreground[image] if len(c) > 0]
             if present:
                 coords = present[int(fg_rng.integers(len(present)))]
-                centre = np.unravel_index(int(coords[int(fg_rng.integers(len(coords)))]), tuple(shape))
+                flat = int(coords[int(fg_rng.integers(len(coords)))])
+                centre = tuple(int(c) for c in np.unravel_index(flat, tuple(shape)))
                 return image, centred_start(centre, shape, patch_shape)
     start = tuple(int(rng.integers(0, s - p + 1)) for s, p in zip(shape, patch_shape, strict=True))
     return image, start

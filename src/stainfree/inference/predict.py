@@ -233,7 +233,7 @@ def write_prediction(
     from stainfree.io.writers import write_ome_tiff, write_ome_zarr
 
     path = Path(path)
-    kwargs = {"voxel_size_um": meta.voxel_size_um, "channel_names": list(meta.channel_names)}
+    kwargs: dict[str, Any] = {"voxel_size_um": meta.voxel_size_um, "channel_names": list(meta.channel_names)}
     if not is_zarr_path(path) and int(np.prod(array.shape)) > zarr_above_voxels:
         stem = path.name.split(".")[0]
         path = path.with_name(f"{stem}.ome.zarr")

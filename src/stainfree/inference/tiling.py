@@ -222,6 +222,7 @@ def _window_runner(
                 sw_device=device,
                 device="cpu",
             )
+        assert isinstance(result, torch.Tensor)  # the predictor returns a tensor, so MONAI does too
         out = result.float().numpy()[(slice(None), slice(None), *crop)]
         return out if batched else out[0]
 

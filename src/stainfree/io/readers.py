@@ -376,7 +376,11 @@ def _read_zarr(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMet
         raise InputError(path, "Zarr group without OME-NGFF 'multiscales' metadata")
     ms = attrs["multiscales"][0]
     version = str(attrs.get("version") or ms.get("version") or "")
-    axes_meta = ms.get("axes") or ["t", "c", "z", "y", "x"][-node[ms["datasets"][0]["path"]].ndim :]
+    dataset = ms["datasets"][0]
+    arr = node[dataset["path"]]
+    if not isinstance(arr, zarr.Array):
+        raise InputError(path, f"NGFF dataset {str(dataset['path'])!r} is a Zarr group, not an array")
+    axes_meta = ms.get("axes") or ["t", "c", "z", "y", "x"][-arr.ndim :]
     names_axes = [str(a["name"] if isinstance(a, dict) else a).lower() for a in axes_meta]
     units = [(a.get("unit") if isinstance(a, dict) else None) for a in axes_meta]
     types = [(a.get("type") if isinstance(a, dict) else None) for a in axes_meta]
@@ -390,8 +394,6 @@ def _read_zarr(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMet
             letters += "C"
         else:
             raise InputError(path, f"unsupported NGFF axis {n!r} (type {t}); stainfree reads t, c, z, y, x")
-    dataset = ms["datasets"][0]
-    arr = node[dataset["path"]]
     if arr.ndim != len(letters):
         raise InputError(path, f"NGFF axes {names_axes} do not match the array of shape {arr.shape}")
     scale = np.ones(len(letters))
@@ -436,11 +438,12 @@ def _read_plane(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         if im.mode in ("I;16", "I;16B", "I;16L"):
             return np.asarray(im).astype(np.uint16)
-        if im.mode == "P":
-            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        if im.mode == "LA":
-            im = im.convert("L")
-        arr = np.asarray(im)
+        plane: Image.Image = im
+        if plane.mode == "P":
+            plane = plane.convert("RGBA" if "transparency" in plane.info else "RGB")
+        if plane.mode == "LA":
+            plane = plane.convert("L")
+        arr = np.asarray(plane)
     if arr.dtype == np.int32:  # 16-bit PNGs opened as mode "I"
         arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() < 65536 else arr
     return arr

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from torch import nn
 
 from stainfree.errors import InputError
+
+if TYPE_CHECKING:
+    from stainfree.config import BundleConfig
 
 WEIGHTS = "weights.pt"
 CONFIG = "bundle.yaml"
@@ -55,7 +59,7 @@ def save_bundle(path: str | os.PathLike, model: nn.Module, config: object) -> Pa
     return path
 
 
-def read_bundle_config(path: str | os.PathLike) -> object:
+def read_bundle_config(path: str | os.PathLike) -> BundleConfig:
     """Read and validate ``bundle.yaml`` of a bundle folder (InputError when missing, corrupt or too new)."""
     from stainfree.config import CONFIG_VERSION, BundleConfig
 
@@ -110,7 +114,7 @@ def load_bundle(path: str | os.PathLike, *, map_location: str = "cpu") -> Bundle
         raise InputError(
             wfile, f"corrupt weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         ) from None
-    model = build_model(config.model)  # type: ignore[attr-defined]
+    model = build_model(config.model)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:

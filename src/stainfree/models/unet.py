@@ -125,12 +125,13 @@ class UNet(nn.Module):
         self.spatial_dims = spatial_dims
         self.depth = depth
         widths = [base_channels * 2**i for i in range(depth + 1)]
-        block = {"norm": norm, "residual": residual}
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
         prev = in_channels
         for i in range(depth):
-            self.encoders.append(DoubleConv(spatial_dims, prev, widths[i], dropout, **block))
+            self.encoders.append(
+                DoubleConv(spatial_dims, prev, widths[i], dropout, norm=norm, residual=residual)
+            )
             self.downs.append(
                 nn.Sequential(
                     conv(widths[i], widths[i], kernel_size=2, stride=2),
@@ -139,7 +140,9 @@ class UNet(nn.Module):
                 )
             )
             prev = widths[i]
-        self.bottom = DoubleConv(spatial_dims, widths[depth - 1], widths[depth], dropout, **block)
+        self.bottom = DoubleConv(
+            spatial_dims, widths[depth - 1], widths[depth], dropout, norm=norm, residual=residual
+        )
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for i in reversed(range(depth)):
@@ -150,7 +153,9 @@ class UNet(nn.Module):
                     nn.ReLU(inplace=True),
                 )
             )
-            self.decoders.append(DoubleConv(spatial_dims, 2 * widths[i], widths[i], dropout, **block))
+            self.decoders.append(
+                DoubleConv(spatial_dims, 2 * widths[i], widths[i], dropout, norm=norm, residual=residual)
+            )
         self.head = conv(widths[0], out_channels, kernel_size=3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

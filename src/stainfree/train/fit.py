@@ -284,7 +284,7 @@ def _fit_prepared(
     augmenter = build_augmenter(
         tc.augment, spatial_dims=model_cfg.spatial_dims, task=tc.task, input_transform=dc.input_transform
     )
-    sampling = {
+    sampling: dict[str, Any] = {
         "foreground_fraction": dc.foreground_fraction,
         "multiclass": tc.task == "multiclass",
         "foreground_labels": dc.foreground_labels,
@@ -351,7 +351,7 @@ def _fit_prepared(
         augment=augmenter,
         **sampling,
     )
-    loader_kw = {"num_workers": tc.num_workers, "persistent_workers": tc.num_workers > 0}
+    loader_kw: dict[str, Any] = {"num_workers": tc.num_workers, "persistent_workers": tc.num_workers > 0}
     train_dl = DataLoader(train_ds, batch_size=batch, shuffle=False, drop_last=True, **loader_kw)
     val_dl = DataLoader(val_ds, batch_size=batch, shuffle=False, **loader_kw)
     time_left = None if budget is None else max(1.0, budget - (time.perf_counter() - t_start))

@@ -171,7 +171,7 @@ def carve_regions(
     for i in range(len(images)):
         x, y = images.signals[i], images.targets[i]
         region = holdout_region(x.shape[1:], patch3, fraction)
-        parts = [(train, slice(None))]
+        parts: list[tuple[PreparedImages, slice | tuple[slice, ...]]] = [(train, slice(None))]
         if region is not None:
             ax = region["axis"] + 1  # channel first
             cut = [slice(None)] * x.ndim

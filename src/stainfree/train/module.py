@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.optim.swa_utils import AveragedModel
 
 
 def confusion_counts(logits: torch.Tensor, target: torch.Tensor, task: str, n_classes: int) -> torch.Tensor:
@@ -61,12 +64,12 @@ def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, floor: floa
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def ema_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+def ema_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | int], torch.Tensor]:
     """An ``avg_fn`` for :class:`torch.optim.swa_utils.AveragedModel`: an exponential moving average whose
     decay ramps up as ``(1 + n) / (10 + n)`` to ``decay``, so that the first weights do not dominate short
     runs."""
 
-    def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
         d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
         return averaged * d + current * (1.0 - d)
 
@@ -140,7 +143,8 @@ class TrainModule(pl.LightningModule):
         self.loss_fn = loss_fn
         self.task = task
         self.lr = lr
-        self.betas = tuple(betas)
+        beta1, beta2 = betas
+        self.betas: tuple[float, float] = (beta1, beta2)
         self.weight_decay = weight_decay
         self.scheduler_name = scheduler
         self.plateau_factor = plateau_factor
@@ -152,7 +156,7 @@ class TrainModule(pl.LightningModule):
         self.seed = seed
         self._val_counts: list[torch.Tensor] = []
         self._val_sums: list[torch.Tensor] = []
-        self.ema: nn.Module | None = None
+        self.ema: AveragedModel | None = None
         if ema_decay is not None:
             from torch.optim.swa_utils import AveragedModel
 

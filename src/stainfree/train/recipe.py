@@ -13,7 +13,14 @@ from typing import Any
 
 from stainfree.config import TrainingJob
 
-FIXED = {"patch_3d": (32, 64, 64), "patch_2d": (256, 256), "batch": 8, "depth": 4, "base": 32, "steps": 1000}
+FIXED: dict[str, Any] = {
+    "patch_3d": (32, 64, 64),
+    "patch_2d": (256, 256),
+    "batch": 8,
+    "depth": 4,
+    "base": 32,
+    "steps": 1000,
+}
 VALIDATIONS_PER_RUN = 20
 
 

@@ -253,7 +253,7 @@ def predict(
         },
         source="predict options",
     )
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "roi_size": tuple(cfg.tile) if cfg.tile else None,
         "overlap": cfg.overlap,
         "sw_batch_size": cfg.sw_batch_size,
@@ -416,7 +416,7 @@ def evaluate(
             first_pred = (pred, truth)
     assert names is not None and first_pred is not None
     if cfg.task == "regression":
-        control_map = None
+        control_map: dict[str, list[np.ndarray]] | None = None
         if controls is not None:
             control_map = {n: [] for n in names}
             for cp in _image_paths(controls, "control"):
