@@ -111,13 +111,13 @@ def load_pair(name: str) -> Pair | None:
         root = SHARED_DATA / "nd2"
         if not (root / "example-pbmc.nd2").is_file():
             return None
-        from stainfree.io.readers import read_image
+        from stainfree.io.readers import as_czyx, read_image
 
         arrays = []
         for f in ("example-pbmc.nd2", "example-multichannel.nd2"):
             a, meta = read_image(root / f)
-            czyx = np.asarray(a, dtype=np.float32).reshape(-1, *a.shape[-3:])[-4:]  # C, Z, Y, X
-            vox = tuple(float(v) for v in meta.voxel_size_um) if meta.voxel_size_um else None
+            czyx = np.asarray(as_czyx(a, meta.axes), dtype=np.float32)  # Mono (bright-field), DAPI, ...
+            vox = tuple(float(v) for v in meta.voxel_size_um)
             arrays.append((czyx[0:1], czyx[1:2], vox))
         (tx, ty, tv), (sx, sy, sv) = arrays
         p = Pair(name, "2d", [tx], [ty], [sx], [sy])

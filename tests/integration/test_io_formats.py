@@ -13,7 +13,7 @@ import zarr
 from PIL import Image
 
 from stainfree.errors import InputError
-from stainfree.io.readers import read_image
+from stainfree.io.readers import detect_format, read_image
 from stainfree.io.writers import write_ome_tiff, write_ome_zarr
 
 # ----- real sample data -------------------------------------------------------------------------------------
@@ -49,6 +49,33 @@ def test_czi_time_lapse_matches_bioio(shared_data: Path) -> None:
     lazy, lazy_meta = read_image(path, lazy=True)
     assert not isinstance(lazy, np.ndarray) and lazy_meta == meta
     np.testing.assert_array_equal(np.asarray(lazy[2, 1]), array[2, 1])
+
+
+def test_nd2_files_match_their_known_metadata(shared_data: Path) -> None:
+    import yaml
+
+    known = yaml.safe_load((shared_data / "nd2" / "known-metadata.yml").read_text())
+    image, meta = read_image(shared_data / "nd2" / "example-multichannel.nd2")
+    channels = known["example-multichannel.nd2"]
+    first = next(iter(channels.values()))["resolution"]
+    assert meta.axes == "CYX" and image.shape == (len(channels), first["y_size_px"], first["x_size_px"])
+    assert meta.voxel_size_um[1] == pytest.approx(first["xy_step_um"])
+    assert meta.voxel_size_um[2] == pytest.approx(first["xy_step_um"])
+    assert "DAPI" in meta.channel_names and image.dtype == np.uint16
+    pbmc, m2 = read_image(shared_data / "nd2" / "example-pbmc.nd2")
+    assert m2.voxel_size_um[2] == pytest.approx(2 * first["xy_step_um"])  # the same cells, binned 2x
+    assert detect_format(shared_data / "nd2" / "example-cerevisiae.nd2") == "nd2"
+
+
+def test_lif_without_its_plugin_is_one_clear_line(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("bioio_lif") is not None:
+        pytest.skip("bioio-lif is installed; no LIF sample file ships with a package here")
+    f = tmp_path / "stack.lif"
+    f.write_bytes(b"not really a LIF")
+    with pytest.raises(InputError, match="stack.lif: reading LIF needs the bioio-lif package"):
+        read_image(f)
 
 
 def test_real_tiffs(shared_data: Path) -> None:

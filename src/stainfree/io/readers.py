@@ -61,7 +61,16 @@ __all__ = [
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
-SUPPORTED = ".tif, .tiff, .ome.tif, .czi, .zarr / .ome.zarr, .png, .jpg (or a glob pattern of 2D slices)"
+SUPPORTED = (
+    ".tif, .tiff, .ome.tif, .czi, .nd2, .lif, .zarr / .ome.zarr, .png, .jpg (or a glob pattern of 2D slices)"
+)
+
+# vendor formats read through bioio: suffix -> (format name, reader plugin module, pip package)
+VENDOR = {
+    ".czi": ("czi", "bioio_czi", "bioio-czi"),
+    ".nd2": ("nd2", "bioio_nd2", "bioio-nd2"),
+    ".lif": ("lif", "bioio_lif", "bioio-lif"),
+}
 #: Screen/print resolutions that say nothing about the sample (TIFF inch resolution tags).
 _DPI_DEFAULTS = {72.0, 96.0, 150.0, 300.0, 600.0, 1200.0}
 
@@ -118,7 +127,8 @@ def _short(exc: BaseException) -> str:
 def detect_format(path: str | os.PathLike) -> str:
     """Name the format of ``path`` from its suffix or folder layout.
 
-    Returns one of ``"series"``, ``"ome-zarr"``, ``"ome-tiff"``, ``"tiff"``, ``"czi"``, ``"png"``, ``"jpeg"``.
+    Returns one of ``"series"``, ``"ome-zarr"``, ``"ome-tiff"``, ``"tiff"``, ``"czi"``, ``"nd2"``, ``"lif"``,
+    ``"png"``, ``"jpeg"``.
 
     Raises
     ------
@@ -145,8 +155,9 @@ def detect_format(path: str | os.PathLike) -> str:
         return "ome-tiff"
     if name.endswith(TIFF_SUFFIXES):
         return "tiff"
-    if name.endswith(".czi"):
-        return "czi"
+    for suffix, (fmt, _, _) in VENDOR.items():
+        if name.endswith(suffix):
+            return fmt
     if name.endswith(".png"):
         return "png"
     if name.endswith((".jpg", ".jpeg")):
@@ -196,8 +207,8 @@ def read_image(
             return _read_zarr(Path(path), **kwargs)
         if fmt in ("tiff", "ome-tiff"):
             return _read_tiff(Path(path), **kwargs)
-        if fmt == "czi":
-            return _read_czi(Path(path), **kwargs)
+        if fmt in ("czi", "nd2", "lif"):
+            return _read_vendor(Path(path), fmt, **kwargs)
         return _read_raster(Path(path), fmt, **kwargs)
     except InputError:
         raise
@@ -306,14 +317,21 @@ def _read_tiff(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMet
 # ----- CZI (bioio) ------------------------------------------------------------------------------------------
 
 
-def _read_czi(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMeta]:
+def _read_vendor(path: Path, fmt: str, *, lazy: bool, validate: bool) -> tuple[Any, ImageMeta]:
+    """Zeiss CZI, Nikon ND2 and Leica LIF through their bioio reader plugins (first scene)."""
+    import importlib
+
+    _, module, package = next(v for v in VENDOR.values() if v[0] == fmt)
+    label = fmt.upper()
     try:
-        import bioio_czi
+        plugin = importlib.import_module(module)
         from bioio import BioImage
-    except ImportError:  # pragma: no cover - bioio-czi is a dependency
-        raise InputError(path, "reading CZI needs the bioio-czi package (pip install bioio-czi)") from None
+    except ImportError:
+        raise InputError(
+            path, f"reading {label} needs the {package} package (pip install {package})"
+        ) from None
     try:
-        image = BioImage(path, reader=bioio_czi.Reader)
+        image = BioImage(path, reader=plugin.Reader)
         dims = image.dims.order
         data = image.dask_data
         pps = image.physical_pixel_sizes
@@ -322,12 +340,12 @@ def _read_czi(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMeta
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise InputError(path, f"corrupt or unreadable CZI file: {_short(exc)}") from None
+        raise InputError(path, f"corrupt or unreadable {label} file: {_short(exc)}") from None
     index, axes = resolve_axes(dims, data.shape, path)
     data = _apply(data, index)
     voxel = (pps.Z, pps.Y, pps.X)
     return _finish(
-        data, axes, path, "czi", voxel, names, lazy=lazy, validate=validate, extra={"scenes": n_scenes}
+        data, axes, path, fmt, voxel, names, lazy=lazy, validate=validate, extra={"scenes": n_scenes}
     )
 
 
