@@ -64,6 +64,29 @@ def test_cli_predict_one_bundle(tmp_path, files):
     assert arr.shape == (6, 24, 20) and meta.channel_names == ("dna",)
 
 
+def test_cli_predict_with_tta_and_uncertainty(tmp_path, files):
+    out = tmp_path / "tta.ome.tif"
+    args = [
+        "predict",
+        str(files["dna"]),
+        str(files["signal"]),
+        "--out",
+        str(out),
+        "-q",
+        "--tile",
+        "8",
+        "16",
+        "16",
+    ]
+    res = runner.invoke(app, [*args, "--tta", "--uncertainty"])
+    assert res.exit_code == 0, res.output
+    arr, meta = read_image(out)
+    assert arr.shape == (2, 6, 24, 20) and meta.channel_names == ("dna", "dna_tta_spread")
+    assert float(arr[1].min()) >= 0 and float(arr[1].max()) > 0  # an untrained net is not symmetric
+    res = runner.invoke(app, [*args[:4], str(tmp_path / "u.ome.tif"), "-q", "--uncertainty"])
+    assert res.exit_code == 2 and "add tta" in res.output
+
+
 def test_cli_predict_collection_then_evaluate(tmp_path, files):
     out = tmp_path / "pred.ome.tif"
     res = runner.invoke(

@@ -97,3 +97,26 @@ def test_weights_carry_over_where_names_and_shapes_fit(tmp_path):
     assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in enc)
     info = tuned.config.training["init_from"]
     assert info["loaded"] == len(after) - len(head)
+
+
+def test_pretrain_on_label_free_images_then_start_training_from_it(tmp_path):
+    from stainfree import api
+    from stainfree.io.writers import write_ome_tiff
+
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        img = gaussian_filter(rng.normal(size=(48, 64)), 2).astype(np.float32)
+        write_ome_tiff(tmp_path / "bf" / f"f{i}.ome.tif", img, "YX")
+    template = _job(tmp_path / "unused")
+    pre = api.pretrain(tmp_path / "bf", tmp_path / "pre", job=template, max_steps=4, progress=False)
+    p = load_bundle(pre)
+    assert p.config.training["steps"] == 4 and p.config.model.out_channels == 1
+    job = tmp_path / "pre" / "job.yaml"
+    assert "mask_fraction: 0.5" in job.read_text() and "task: regression" in job.read_text()
+    # the real training starts from it: depth and width follow the pretrained network
+    sig, tgt = _pair()
+    start = _job(tmp_path / "real", max_steps=1, lr=1e-12, ema_decay=None, init_from=pre)
+    start = start.model_copy(update={"model": ModelConfig()})  # network left to the recipe
+    tuned = load_bundle(fit_arrays(sig, tgt, start))
+    assert (tuned.config.model.depth, tuned.config.model.base_channels) == (2, 4)
+    assert tuned.config.training["init_from"]["loaded"] == len(tuned.model.state_dict())

@@ -11,7 +11,13 @@ from stainfree.config import DataConfig, ModelConfig, TrainConfig, TrainingJob
 from stainfree.config.learning import parse_duration
 from stainfree.data.patching import grid_corners, holdout_region
 from stainfree.train.module import ema_average, pearson_from_sums, pearson_sums, warmup_cosine
-from stainfree.train.recipe import auto_settings, fill_settings, steps_for_budget, validation_interval
+from stainfree.train.recipe import (
+    auto_settings,
+    ema_decay_for,
+    fill_settings,
+    steps_for_budget,
+    validation_interval,
+)
 
 
 def test_durations():
@@ -97,3 +103,9 @@ def test_ema_ramps_up_then_averages():
     a, c = torch.zeros(1), torch.ones(1)
     assert float(avg(a, c, torch.tensor(0))) == pytest.approx(0.9)  # decay 1/10 at the start
     assert float(avg(a, c, torch.tensor(10_000))) == pytest.approx(0.01)  # then the configured 0.99
+
+
+def test_ema_decay_spans_the_last_tenth_of_short_runs():
+    assert ema_decay_for(0.999, 100) == pytest.approx(0.9)
+    assert ema_decay_for(0.999, 100_000) == pytest.approx(0.999)
+    assert ema_decay_for(0.999, 5) == 0.5

@@ -289,8 +289,9 @@ class TrainConfig(StrictModel):
         0.999,
         gt=0.0,
         lt=1.0,
-        description="Exponential moving average of the weights (decay ramped up over the first steps); "
-        "validation and the bundle use the averaged weights. None = off.",
+        description="Exponential moving average of the weights (decay ramped up over the first steps, and "
+        "at most 1 - 10 / max_steps so that it spans about the last tenth of a short run); validation and "
+        "the bundle use the averaged weights. None = off.",
     )
     gradient_clip: float | None = Field(
         1.0, gt=0.0, description="Clip the gradient norm to this value (None = off)."

@@ -235,7 +235,7 @@ def _fit_prepared(
     from stainfree.models.registry import build_model, encoder_parameters
     from stainfree.train.losses import build_loss
     from stainfree.train.module import TrainModule
-    from stainfree.train.recipe import FIXED, fill_settings, validation_interval
+    from stainfree.train.recipe import FIXED, ema_decay_for, fill_settings, validation_interval
     from stainfree.train.trainer import make_trainer, model_state, prepend_rows, quiet, read_rows, summary
 
     t_start = time.perf_counter()
@@ -301,6 +301,7 @@ def _fit_prepared(
 
     max_steps = tc.max_steps
     budget = tc.max_seconds()
+    replan = max_steps is None and budget is not None
     if max_steps is None:
         max_steps = FIXED["steps"]
         if budget is not None:
@@ -336,7 +337,7 @@ def _fit_prepared(
         plateau_patience=tc.plateau_patience,
         warmup_steps=int(round(tc.warmup_fraction * max_steps)),
         max_steps=max_steps,
-        ema_decay=tc.ema_decay,
+        ema_decay=None if tc.ema_decay is None else ema_decay_for(tc.ema_decay, max_steps),
         monitor=monitor,
         val_every_n_steps=val_every,
         seed=tc.seed,
@@ -346,7 +347,7 @@ def _fit_prepared(
         train.targets,
         patch,
         seed=tc.seed,
-        length=remaining * batch,
+        length=remaining * batch * (4 if replan else 1),  # a re-planned run may grow (patches are lazy)
         start=start_step * batch,
         augment=augmenter,
         **sampling,
@@ -363,6 +364,7 @@ def _fit_prepared(
         val_every=val_every,
         time_left=time_left,
         progress=progress,
+        replan=replan and not resume,
     )
     metrics_csv = out / "logs" / "metrics.csv"
     earlier = read_rows(metrics_csv, before_step=start_step) if resume else None
@@ -374,6 +376,12 @@ def _fit_prepared(
         elif resume:  # already trained to max_steps: export the checkpoint's weights
             module.export_model.load_state_dict(model_state(last, ema=tc.ema_decay is not None))
     elapsed = time.time() - t0
+    planned = int(trainer.fit_loop.epoch_loop.max_steps) if remaining > 0 else max_steps
+    if planned != max_steps:  # re-planned to the time budget: what a later --resume continues with
+        save_yaml(
+            job.model_copy(update={"train": job.train.model_copy(update={"max_steps": planned})}),
+            out / "job.yaml",
+        )
     if earlier is not None and len(earlier):
         prepend_rows(metrics_csv, earlier)
 
@@ -390,7 +398,7 @@ def _fit_prepared(
     record.update(
         {
             "steps": int(trainer.global_step) if remaining > 0 else start_step,
-            "max_steps": max_steps,
+            "max_steps": planned,
             "max_time_s": budget,
             "resumed_from_step": start_step if resume else None,
             "batch_size": batch,

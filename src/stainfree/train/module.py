@@ -212,9 +212,10 @@ class TrainModule(pl.LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
         if self.scheduler_name == "cosine":
-            warmup, total = self.warmup_steps, self.max_steps
+            # reads max_steps at every step: a time-budgeted run re-plans its length while it trains
             cosine = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda step: warmup_cosine(step, warmup_steps=warmup, total_steps=total)
+                opt,
+                lambda step: warmup_cosine(step, warmup_steps=self.warmup_steps, total_steps=self.max_steps),
             )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
         if self.scheduler_name != "plateau":

@@ -143,3 +143,9 @@ def steps_for_budget(
 def validation_interval(max_steps: int) -> int:
     """Validate :data:`VALIDATIONS_PER_RUN` times per run, at most every 500 steps."""
     return max(1, min(500, max_steps // VALIDATIONS_PER_RUN))
+
+
+def ema_decay_for(decay: float, max_steps: int) -> float:
+    """The weight-average decay of a run: at most ``decay``, and short enough that the average spans about
+    the last tenth of the run (a 100-step run averages its last ~10 steps, not weights from its start)."""
+    return float(min(decay, max(0.5, 1.0 - 10.0 / max(1, max_steps))))

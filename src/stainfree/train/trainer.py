@@ -25,6 +25,7 @@ def make_trainer(
     val_every: int,
     time_left: float | None,
     progress: bool,
+    replan: bool = False,
 ) -> tuple[Any, Any]:
     """The Trainer of a resolved job and its best-checkpoint callback.
 
@@ -39,7 +40,8 @@ def make_trainer(
     max_steps, val_every : int
         Steps of the run and validation interval.
     time_left : float, optional
-        Seconds after which training stops (the rest of ``train.max_time``).
+        Seconds after which training stops (the rest of ``train.max_time``); with ``replan`` (a run sized to
+        it), the step count and the schedule are re-planned from the measured pace as it trains.
     progress : bool
         Show a progress bar.
     """
@@ -75,6 +77,8 @@ def make_trainer(
         auto_insert_metric_name=False,
     )
     callbacks: list = [periodic, best_cb, _StopAtMinLr()]
+    if replan and time_left is not None:
+        callbacks.append(BudgetPlanner(time_left, every=max(1, val_every // 2)))
     if tc.early_stopping_patience is not None:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=mode, patience=tc.early_stopping_patience, check_finite=False)
@@ -110,6 +114,34 @@ def make_trainer(
         default_root_dir=out,
     )
     return trainer, best_cb
+
+
+class BudgetPlanner:
+    """Keeps a time-budgeted run's length matched to its budget: every ``every`` steps, the steps that still
+    fit (from the pace measured so far) set the Trainer's ``max_steps`` and the module's ``max_steps`` (the
+    length of its cosine schedule), so that the schedule ends when the time does, whatever the load on the
+    machine. A Lightning callback (built lazily so that this module imports without Lightning)."""
+
+    def __new__(cls, seconds: float, every: int) -> Any:
+        import time
+
+        from lightning.pytorch.callbacks import Callback
+
+        class _Planner(Callback):
+            def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+                self.t0, self.step0 = time.perf_counter(), int(trainer.global_step)
+
+            def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+                done = int(trainer.global_step) - self.step0
+                if done < every or done % every:
+                    return
+                elapsed = time.perf_counter() - self.t0
+                fits = int(done * max(0.0, seconds * 0.97 - elapsed) / max(elapsed, 1e-9))
+                total = max(int(trainer.global_step) + 1, int(trainer.global_step) + fits)
+                trainer.fit_loop.epoch_loop.max_steps = total
+                pl_module.max_steps = total
+
+        return _Planner()
 
 
 def read_rows(metrics_csv: Path, *, before_step: int) -> Any:
