@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from stainfree.atomic import write_text
 from stainfree.errors import ConfigError
 
 CONFIG_VERSION = 1
@@ -64,27 +63,7 @@ def resolve(
     return cfg
 
 
-def _write_text_atomically(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary sibling of ``path``, then rename it onto ``path`` (never half-written).
-
-    The same recipe as :func:`stainfree.io.atomic.write_text`, kept here because configuration sits below io.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
-
-
 def save_yaml(config: BaseModel, path: str | Path) -> Path:
     """Save a configuration as YAML (atomically) and return the path."""
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    return _write_text_atomically(path, text)
+    return write_text(path, text)
