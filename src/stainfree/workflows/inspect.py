@@ -70,8 +70,7 @@ def info(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
 
 
-# ----- digital cell: simulate (owner: simulate) ------------------------------------------------------------
-# <api-simulate>
+# ----- digital cell: simulate ------------------------------------------------------------------------------
 def simulate(
     out_dir: str | Path,
     config: SimulationConfig | str | Path | None = None,
