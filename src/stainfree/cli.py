@@ -366,12 +366,18 @@ def segment_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     catalog: Annotated[str | None, typer.Option(help="Catalog name or YAML (label priority).")] = None,
     threshold: Annotated[float, typer.Option(help="Probability threshold of binary nets.")] = 0.5,
+    tta: Annotated[
+        bool,
+        typer.Option("--tta", help="Test-time augmentation: average 8 flipped/turned views (8x the time)."),
+    ] = False,
 ) -> None:
     """Segment 15 compartments from one Nile Red image: masks (15 named channels), label map, overlay PNG."""
     from stainfree import api
 
     target = bundles[0] if len(bundles) == 1 else bundles
-    paths = api.segment(nilered_image, target, out, catalog=catalog, threshold=threshold, progress=True)
+    paths = api.segment(
+        nilered_image, target, out, catalog=catalog, threshold=threshold, progress=True, tta=tta
+    )
     for key, p in paths.items():
         typer.echo(f"{key}: {p}")
 

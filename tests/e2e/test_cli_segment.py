@@ -58,6 +58,13 @@ def test_segment_cli_writes_three_files(tmp_path, constant_bundle):
     labels, _ = read_image(tmp_path / "out" / "nr_labels.ome.tif")
     assert (np.asarray(labels) == compartment_id("peroxisome")).all()
     assert (tmp_path / "out" / "nr_overlay.png").stat().st_size > 1000
+    # test-time augmentation of constant networks changes nothing
+    res = runner.invoke(
+        app, ["segment", str(src), "--bundles", str(bdir), "--out", str(tmp_path / "tta"), "--tta"]
+    )
+    assert res.exit_code == 0, res.output
+    tta_masks, _ = read_image(tmp_path / "tta" / "nr_masks.ome.tif")
+    assert np.array_equal(np.asarray(tta_masks), np.asarray(masks))
 
 
 def test_segment_cli_bad_bundles_is_one_line_error(tmp_path):

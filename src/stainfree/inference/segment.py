@@ -200,6 +200,7 @@ def segment(
     overlap: float = 0.25,
     roi_size: Sequence[int] | None = None,
     progress: bool = False,
+    tta: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the catalog networks on one Nile Red image.
 
@@ -222,6 +223,8 @@ def segment(
         Sliding-window settings passed to the predictor.
     progress : bool
         Show a progress bar over networks.
+    tta : bool
+        Test-time augmentation: each network's logits are averaged over the 8 flipped and turned Y-X views.
 
     Returns
     -------
@@ -249,7 +252,7 @@ def segment(
 
         iterator = track(bundles, description="segmenting")
     for b in iterator:
-        probs = _predict(b, image, meta, overlap=overlap, roi_size=roi_size)
+        probs = _predict(b, image, meta, overlap=overlap, roi_size=roi_size, tta=tta)
         cfg = b.config
         names = list(cfg.class_names or [])
         for name, mask in masks_from_output(probs, cfg.task, names, threshold).items():

@@ -350,6 +350,7 @@ def segment(
     threshold: float = 0.5,
     name: str | None = None,
     progress: bool = False,
+    tta: bool = False,
 ) -> dict[str, Path]:
     """Segment the 15 compartments of one Nile Red image with the catalog's bundles.
 
@@ -366,6 +367,8 @@ def segment(
         Catalog of the label priority (default ``organelles_v1``).
     threshold : float
         Probability threshold of binary nets.
+    tta : bool
+        Test-time augmentation of every network (8 views, 8x the time).
 
     Returns
     -------
@@ -399,6 +402,7 @@ def segment(
         catalog=catalog,
         threshold=threshold,
         progress=progress,
+        tta=tta,
     )
     intensity = (czyx[iy].astype(np.float32) + czyx[ir].astype(np.float32)) / 2
     stem = name or Path(nilered_image).name.split(".")[0]
