@@ -109,3 +109,29 @@ def test_ema_decay_spans_the_last_tenth_of_short_runs():
     assert ema_decay_for(0.999, 100) == pytest.approx(0.9)
     assert ema_decay_for(0.999, 100_000) == pytest.approx(0.999)
     assert ema_decay_for(0.999, 5) == 0.5
+
+
+def test_validation_falls_back_from_regions_to_whole_images_to_training_images():
+    from stainfree.data.dataset import PreparedImages
+    from stainfree.train.fit_data import split_for_validation
+
+    def images(n, shape):
+        p = PreparedImages()
+        for i in range(n):
+            p.signals.append(np.zeros((1, *shape), np.float32))
+            p.targets.append(np.zeros((1, *shape), np.float32))
+            p.signal_stats.append([{"method": "zscore", "mean": 0.0, "std": 1.0}])
+            p.target_stats.append([])
+            p.sources.append(f"im{i}")
+        return p
+
+    job = TrainingJob()
+    patch = (1, 64, 64)
+    _, val, _, rec = split_for_validation(job, images(2, (1, 256, 256)), ["train"] * 2, patch)
+    assert rec["mode"] == "region" and len(rec["regions"]) == 2 and val.signals[0].shape[-1] == 64
+    train, val, _, rec = split_for_validation(job, images(3, (1, 96, 96)), ["train"] * 3, patch)
+    assert rec["mode"] == "images" and len(train) == 2 and len(val) == 1  # too small to carve
+    train, val, _, rec = split_for_validation(job, images(1, (1, 96, 96)), ["train"], patch)
+    assert rec["mode"] == "train" and val.sources == train.sources
+    _, val, _, rec = split_for_validation(job, images(6, (1, 256, 256)), ["train"] * 6, patch)
+    assert rec["mode"] == "images" and len(val) == 1

@@ -205,27 +205,34 @@ def split_for_validation(
     from stainfree.data.preprocess import mean_stats
 
     dc = job.data
+    seed = job.train.seed
     mode = validation_mode(dc.validation, splits)
-    if mode == "images":
-        train_idx, val_idx = split_train_val(splits, dc.val_fraction, job.train.seed)
-        if val_idx == train_idx:  # a single image: nothing to hold out whole
-            mode = "region"
+    n_train = sum(s == "train" for s in splits)
+    regions: list[dict[str, Any]] = []
+    if mode == "images" and n_train < 2:
+        mode = "region"  # a single image: nothing to hold out whole
+    if mode == "region":
+        all_idx, _ = split_train_val(splits, 0.0, seed)
+        train, val, regions = carve_regions(images.subset(all_idx), patch3, dc.val_region_fraction)
+        if not regions:
+            mode = "images" if n_train >= 2 else "train"
+            log.warning("images too small to carve a validation region: validating on %s", mode)
+    if mode == "region":
+        train_idx = all_idx
     else:
+        fraction = dc.val_fraction if mode in ("rows", "images") else 0.0
         train_idx, val_idx = split_train_val(
-            splits, 0.0 if mode != "rows" else dc.val_fraction, job.train.seed
+            splits, max(fraction, 1e-9) if mode == "images" else fraction, seed
         )
     dataset_stats = mean_stats(images.subset(train_idx).signal_stats)
     if dc.normalization_scope == "dataset":
         renormalize_to_dataset(images, dataset_stats)
+        if mode == "region":  # carve again from the renormalized images
+            train, val, regions = carve_regions(images.subset(train_idx), patch3, dc.val_region_fraction)
     record: dict[str, Any] = {"mode": mode}
     if mode == "region":
-        train, val, regions = carve_regions(images.subset(train_idx), patch3, dc.val_region_fraction)
-        if not regions:
-            log.warning("images too small to carve a validation region: validating on the training images")
-            record["mode"] = "train"
-        else:
-            record.update({"regions": regions, "gap": "half a patch"})
-            return train, val, dataset_stats, record
+        record.update({"regions": regions, "gap": "half a patch"})
+        return train, val, dataset_stats, record
     return images.subset(train_idx), images.subset(val_idx), dataset_stats, record
 
 
