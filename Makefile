@@ -21,7 +21,7 @@ demo: install
 
 test: install
 	$(PY) -m ruff check src tests benchmarks
-	for b in benchmarks/*.py; do echo "== $$b --quick"; $(PY) $$b --quick || exit 1; done
+	for b in benchmarks/[!_]*.py; do echo "== $$b --quick"; $(PY) $$b --quick || exit 1; done
 	$(PY) -m pytest
 
 lint: install
@@ -35,7 +35,7 @@ format: install
 	$(PY) -m ruff check --fix src tests benchmarks
 
 bench: install
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
