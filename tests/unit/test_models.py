@@ -99,3 +99,23 @@ def test_bundle_errors_are_input_errors(tmp_path):
     (path / "bundle.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(InputError, match="do not fit"):
         load_bundle(path)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_weights_that_would_run_code_are_refused_without_unsafe_advice(tmp_path, capsys):
+    cfg = ModelConfig(spatial_dims=2, depth=1, base_channels=4)
+    path = save_bundle(tmp_path / "m.stainfree", build_model(cfg), _bundle_cfg(cfg))
+    torch.save({"w": _RunsCode()}, path / "weights.pt")
+    with pytest.raises(InputError) as err:
+        load_bundle(path)
+    text = str(err.value)
+    assert "not a plain weights file" in text and "will not be loaded" in text
+    assert "weights_only" not in text and "False" not in text and "\n" not in text
+    assert "this must never run" not in capsys.readouterr().out
+    (path / "weights.pt").write_bytes(open(path / "weights.pt", "rb").read()[:40])  # truncated
+    with pytest.raises(InputError, match="corrupt weights file"):
+        load_bundle(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from torch import nn
@@ -90,6 +90,33 @@ def read_bundle_config(path: str | os.PathLike) -> BundleConfig:
         raise InputError(cfg_file, f"invalid bundle configuration ({problems})") from None
 
 
+def safe_load(path: str | os.PathLike, *, map_location: str = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors that never suggest unsafe loading.
+
+    Raises
+    ------
+    InputError
+        A file holding pickled objects other than tensors and plain containers ("not a plain weights file ...
+        will not be loaded"), or a truncated / corrupt file.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "global" in str(exc).lower():  # a readable pickle naming code that safe loading refused
+            raise InputError(
+                path,
+                "not a plain weights file: it holds pickled objects other than tensors, which could run "
+                "code; it will not be loaded",
+            ) from None
+        raise InputError(path, "corrupt weights file (not written by torch.save, or truncated)") from None
+    except Exception as exc:
+        raise InputError(path, f"corrupt weights file (truncated or damaged: {type(exc).__name__})") from None
+
+
 def load_bundle(path: str | os.PathLike, *, map_location: str = "cpu") -> Bundle:
     """Load a bundle: configuration, network and weights (``torch.load(weights_only=True)``), in eval mode.
 
@@ -99,7 +126,6 @@ def load_bundle(path: str | os.PathLike, *, map_location: str = "cpu") -> Bundle
         Missing folder, missing/corrupt weights or configuration, an unknown format version, or weights that
         do not fit the described network.
     """
-    import torch
 
     from stainfree.models.registry import build_model
 
@@ -108,12 +134,7 @@ def load_bundle(path: str | os.PathLike, *, map_location: str = "cpu") -> Bundle
     wfile = path / WEIGHTS
     if not wfile.is_file():
         raise InputError(path, f"not a model bundle: {WEIGHTS} missing")
-    try:
-        state = torch.load(wfile, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise InputError(
-            wfile, f"corrupt weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        ) from None
+    state = safe_load(wfile, map_location=map_location)
     model = build_model(config.model)
     try:
         model.load_state_dict(state)

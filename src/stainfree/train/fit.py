@@ -223,7 +223,6 @@ def _fit_prepared(
     progress: bool,
 ) -> Path:
     import lightning.pytorch as pl
-    import torch
     from torch.utils.data import DataLoader
 
     from stainfree._version import __version__
@@ -231,7 +230,7 @@ def _fit_prepared(
     from stainfree.data.dataset import PatchDataset
     from stainfree.data.patching import patches_per_epoch
     from stainfree.data.preprocess import mean_stats
-    from stainfree.models.bundle import save_bundle
+    from stainfree.models.bundle import safe_load, save_bundle
     from stainfree.models.registry import build_model, encoder_parameters
     from stainfree.train.losses import build_loss
     from stainfree.train.module import TrainModule
@@ -262,9 +261,9 @@ def _fit_prepared(
         if not last.is_file():
             raise InputError(last, "no checkpoint to resume from (train without --resume first)")
         try:
-            start_step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
-        except Exception as exc:
-            raise InputError(last, f"corrupt checkpoint ({type(exc).__name__})") from None
+            start_step = int(safe_load(last)["global_step"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(last, f"not a training checkpoint ({type(exc).__name__})") from None
     elif ckpt_dir.exists() or (out / "logs").exists():
         log.warning("%s: starting a new training; removing the previous checkpoints and logs", out)
         shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -169,9 +169,9 @@ def prepend_rows(metrics_csv: Path, earlier: Any) -> None:
 def model_state(ckpt: str | Path, *, ema: bool = False) -> dict[str, Any]:
     """The network's state dict inside a Lightning checkpoint of :class:`TrainModule` (the moving average
     of the weights with ``ema``, when the checkpoint has one)."""
-    import torch
+    from stainfree.models.bundle import safe_load
 
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    state = safe_load(ckpt)["state_dict"]
     prefix = "ema.module." if ema and any(k.startswith("ema.module.") for k in state) else "model."
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
