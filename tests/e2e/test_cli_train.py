@@ -66,7 +66,7 @@ def test_manifest_write_default_train_and_resume(tmp_path):
     res = runner.invoke(app, ["train", str(tmp_path / "job.yaml"), "--max-steps", "2", "--quiet"])
     assert res.exit_code == 0, res.output
     bundle = tmp_path / "run" / "model.stainfree"
-    assert res.output.strip().splitlines()[-1] == str(bundle) and (bundle / "weights.pt").is_file()
+    assert str(bundle) in res.output.splitlines() and (bundle / "weights.pt").is_file() and (bundle / "weights.pt").is_file()
     res = runner.invoke(app, ["train", str(tmp_path / "job.yaml"), "--max-steps", "4", "--resume", "--quiet"])
     assert res.exit_code == 0, res.output
     summary = yaml.safe_load((bundle / "bundle.yaml").read_text())["training"]
@@ -85,3 +85,36 @@ def test_bad_manifest_is_one_line_and_exit_2(tmp_path):
     assert res.exit_code == 2 and "--write-default" in res.output
     res = runner.invoke(app, ["manifest", str(tmp_path / "none"), str(tmp_path / "none2")])
     assert res.exit_code == 2 and "no image files" in res.output
+
+
+def test_pretrain_cli_and_bad_time_budget(tmp_path):
+    _data(tmp_path, n=2)
+    job = TrainingJob.model_validate(
+        {
+            "data": {"input_mode": "2d", "patch_shape": [16, 16]},
+            "model": {"depth": 2, "base_channels": 4},
+            "train": {"batch_size": 2},
+        }
+    )
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job.model_dump(mode="json")))
+    res = runner.invoke(
+        app,
+        [
+            "pretrain",
+            str(tmp_path / "signal"),
+            "--job",
+            str(tmp_path / "job.yaml"),
+            "--out",
+            str(tmp_path / "pre"),
+            "--max-steps",
+            "2",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    bundle = tmp_path / "pre" / "pretrained.stainfree"
+    assert str(bundle) in res.output.splitlines() and (bundle / "weights.pt").is_file()
+    summary = yaml.safe_load((bundle / "bundle.yaml").read_text())["training"]
+    assert summary["steps"] == 2 and len(summary["train_images"]) + len(summary["val_images"]) >= 2
+    res = runner.invoke(app, ["train", str(tmp_path / "job.yaml"), "--max-time", "a while"])
+    assert res.exit_code == 2 and "not a duration" in res.output and "Traceback" not in res.output

@@ -54,7 +54,7 @@ def train(
     current folder. ``resume`` continues from ``<output_dir>/checkpoints/last.ckpt``; ``max_steps`` and
     ``max_time`` (seconds or e.g. ``"15m"``) override the configured budget.
     """
-    from stainfree.config import TrainingJob, load_yaml
+    from stainfree.config import TrainConfig, TrainingJob, load_yaml, validate
     from stainfree.train.fit import fit
 
     if isinstance(job_or_yaml, TrainingJob):
@@ -70,9 +70,7 @@ def train(
     if max_time is not None:
         update["max_time"] = max_time
     if update:
-        train_cfg = TrainingJob.model_fields["train"].annotation.model_validate(  # type: ignore[union-attr]
-            {**job.train.model_dump(), **update}
-        )
+        train_cfg = validate(TrainConfig, {**job.train.model_dump(), **update}, source="train options")
         job = job.model_copy(update={"train": train_cfg})
     return fit(job, resume=resume, progress=progress)
 
