@@ -66,7 +66,11 @@ def test_manifest_write_default_train_and_resume(tmp_path):
     res = runner.invoke(app, ["train", str(tmp_path / "job.yaml"), "--max-steps", "2", "--quiet"])
     assert res.exit_code == 0, res.output
     bundle = tmp_path / "run" / "model.stainfree"
-    assert str(bundle) in res.output.splitlines() and (bundle / "weights.pt").is_file() and (bundle / "weights.pt").is_file()
+    assert (
+        str(bundle) in res.output.splitlines()
+        and (bundle / "weights.pt").is_file()
+        and (bundle / "weights.pt").is_file()
+    )
     res = runner.invoke(app, ["train", str(tmp_path / "job.yaml"), "--max-steps", "4", "--resume", "--quiet"])
     assert res.exit_code == 0, res.output
     summary = yaml.safe_load((bundle / "bundle.yaml").read_text())["training"]
