@@ -343,15 +343,25 @@ def make_masks_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <name>_mask.ome.tif files.")],
     bleed: Annotated[float, typer.Option(help="Bleed-through coefficient r of G - r*Y.")] = 0.05,
     ld_mask: Annotated[
-        Path | None, typer.Option("--ld-mask", help="Lipid-droplet mask (file, or folder of same names).")
+        Path | None,
+        typer.Option(
+            "--ld-mask",
+            help="Lipid droplets to zero: a mask, an LD probability map or a segment output (file, or folder "
+            "of same names).",
+        ),
     ] = None,
+    ld_threshold: Annotated[
+        float, typer.Option("--ld-threshold", help="Threshold of an LD probability map.")
+    ] = 0.5,
     method: Annotated[str, typer.Option(help="'threshold' (automatic local) or 'fgnet'.")] = "threshold",
     fgnet: Annotated[Path | None, typer.Option(help="FG-net bundle for --method fgnet.")] = None,
 ) -> None:
     """Ground-truth masks from colocalization images: bleed-through subtraction, LD zeroing, foreground."""
     from stainfree import api
 
-    paths = api.make_masks(in_dir, out, method=method, bleed=bleed, ld_mask=ld_mask, fgnet=fgnet)
+    paths = api.make_masks(
+        in_dir, out, method=method, bleed=bleed, ld_mask=ld_mask, fgnet=fgnet, ld_threshold=ld_threshold
+    )
     for p in paths:
         typer.echo(str(p))
 

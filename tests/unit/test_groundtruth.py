@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from stainfree.data.groundtruth import (
+    lipid_droplet_mask,
     make_masks,
     split_colocalization,
     subtract_bleedthrough,
@@ -110,3 +111,23 @@ def test_make_masks_writes_one_mask_per_image_with_ld_zeroing(tmp_path):
     # The data layer takes a predictor, not a bundle path (the workflow loads the bundle).
     with pytest.raises(TypeError, match="fgnet_predictor"):
         make_masks(inp, tmp_path / "out3", method="fgnet", fgnet=tmp_path / "bundle")
+
+
+def test_lipid_droplet_mask_from_a_mask_a_probability_map_or_a_segment_output():
+    ld = np.zeros((1, 2, 8, 8), np.uint8)
+    ld[0, :, 2:4, 2:4] = 1
+    assert lipid_droplet_mask(ld).sum() == 8
+    prob = np.full((1, 2, 8, 8), 0.2, np.float32)  # predict output of an LD net: no voxel is exactly 0
+    prob[0, :, 2:4, 2:4] = 0.9
+    got = lipid_droplet_mask(prob)
+    assert got.sum() == 8 and got[:, 2:4, 2:4].all()  # not every non-zero voxel
+    assert lipid_droplet_mask(prob, threshold=0.1).all()
+    from stainfree.types import COMPARTMENTS
+
+    seg = np.zeros((len(COMPARTMENTS), 2, 8, 8), np.uint8)
+    seg[COMPARTMENTS.index("nucleus")] = 1  # a segment output: the nucleus is not a droplet
+    seg[COMPARTMENTS.index("lipid_droplet"), :, 5:7, 5:7] = 1
+    got = lipid_droplet_mask(seg, COMPARTMENTS)
+    assert got.sum() == 8 and got[:, 5:7, 5:7].all()
+    with pytest.raises(InputError, match="none is named lipid_droplet"):
+        lipid_droplet_mask(seg, [f"c{i}" for i in range(len(COMPARTMENTS))], source="seg.ome.tif")

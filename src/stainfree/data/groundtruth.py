@@ -26,6 +26,7 @@ import numpy as np
 from stainfree.errors import InputError
 
 __all__ = [
+    "lipid_droplet_mask",
     "make_masks",
     "split_colocalization",
     "subtract_bleedthrough",
@@ -189,6 +190,49 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def lipid_droplet_mask(
+    czyx: np.ndarray, channel_names: Sequence[str] = (), *, threshold: float = 0.5, source: str = "mask"
+) -> np.ndarray:
+    """The lipid-droplet voxels of a mask file, whatever made it.
+
+    - a ``segment`` output (channels named after the compartments): its ``lipid_droplet`` channel;
+    - a probability map (one float channel within [0, 1], e.g. ``predict`` of an LD network): ``> threshold``;
+    - a binary or instance mask (one channel): ``> 0``.
+
+    Parameters
+    ----------
+    czyx : ndarray
+        The mask file as (C, Z, Y, X).
+    channel_names : sequence of str
+        Its channel names.
+    threshold : float
+        Probability threshold of a probability map.
+    source : str
+        File name for errors.
+
+    Returns
+    -------
+    ndarray of bool, (Z, Y, X)
+
+    Raises
+    ------
+    InputError
+        Several channels and none named ``lipid_droplet``.
+    """
+    names = [str(n) for n in channel_names]
+    if "lipid_droplet" in names:
+        return np.asarray(czyx[names.index("lipid_droplet")]) > 0
+    if czyx.shape[0] != 1:
+        raise InputError(
+            source,
+            f"has {czyx.shape[0]} channels and none is named lipid_droplet (give the LD channel alone)",
+        )
+    m = np.asarray(czyx[0])
+    if np.issubdtype(m.dtype, np.floating) and m.size and float(m.min()) >= 0.0 and float(m.max()) <= 1.0:
+        return m > threshold
+    return m > 0
+
+
 def make_masks(
     folder_or_files: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -199,6 +243,7 @@ def make_masks(
     fgnet: Callable[[np.ndarray], np.ndarray] | None = None,
     block_size: int = 31,
     min_size: int = 4,
+    ld_threshold: float = 0.5,
 ) -> list[Path]:
     """Ground-truth masks for a set of colocalization images, one ``<name>_mask.ome.tif`` (uint8 ZYX) each.
 
@@ -214,13 +259,16 @@ def make_masks(
     bleed : float
         Bleed-through coefficient ``r`` of ``G - r * Y`` (skipped when the image has no yellow channel).
     ld_mask : path, optional
-        Lipid-droplet mask: one file for all images, or a folder with a file of the same name per image.
+        Lipid-droplet mask: one file for all images, or a folder with a file of the same name per image; a
+        binary mask, a probability map or a ``segment`` output (see :func:`lipid_droplet_mask`).
     fgnet : callable, optional
         For ``method="fgnet"``: a function image (YX or ZYX) -> uint8 mask, such as
         ``stainfree.inference.fgnet.fgnet_predictor(bundle)`` (a bundle path is turned into one by
         :func:`stainfree.workflows.organelles.make_masks`; this data-layer function raises ``TypeError``).
     block_size, min_size : int
         See :func:`threshold_mask`.
+    ld_threshold : float
+        Threshold of a lipid-droplet probability map.
 
     Returns
     -------
@@ -258,7 +306,8 @@ def make_masks(
             if not lp.exists():
                 raise InputError(lp, "lipid-droplet mask not found")
             m_arr, m_meta = read_image(lp)
-            m = np.asarray(as_czyx(np.asarray(m_arr), m_meta.axes))[0]
+            m_czyx = np.asarray(as_czyx(np.asarray(m_arr), m_meta.axes))
+            m = lipid_droplet_mask(m_czyx, m_meta.channel_names, threshold=ld_threshold, source=str(lp))
             if m.shape != g.shape:
                 raise InputError(lp, f"mask shape {m.shape} does not match the image {g.shape} (z, y, x)")
             g = zero_inside(g, m)

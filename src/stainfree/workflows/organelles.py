@@ -425,8 +425,10 @@ def make_masks(
     bleed: float = 0.05,
     ld_mask: str | Path | None = None,
     fgnet: str | Path | Callable[[np.ndarray], np.ndarray] | None = None,
+    ld_threshold: float = 0.5,
 ) -> list[Path]:
-    """Ground-truth masks from colocalization images (see :func:`stainfree.data.groundtruth.make_masks`).
+    """Ground-truth masks from colocalization images (see :func:`stainfree.data.groundtruth.make_masks`;
+    ``ld_mask`` may be a binary mask, an LD probability map (``> ld_threshold``) or a ``segment`` output).
 
     ``fgnet`` (for ``method="fgnet"``) is an FG-net bundle path, loaded here with
     :func:`stainfree.inference.fgnet.fgnet_predictor`, or such a predictor already made.
@@ -441,7 +443,15 @@ def make_masks(
             from stainfree.inference.fgnet import fgnet_predictor
 
             predictor = fgnet_predictor(fgnet)
-    return _make_masks(folder_or_files, out_dir, method=method, bleed=bleed, ld_mask=ld_mask, fgnet=predictor)
+    return _make_masks(
+        folder_or_files,
+        out_dir,
+        method=method,
+        bleed=bleed,
+        ld_mask=ld_mask,
+        fgnet=predictor,
+        ld_threshold=ld_threshold,
+    )
 
 
 def train_fgnet(
