@@ -202,38 +202,29 @@ def split_for_validation(
     """Training and validation data as ``job.data.validation`` says, the dataset statistics of the training
     images (and the signals re-expressed in them for ``normalization_scope: dataset``), and a record of the
     validation used (``mode``; ``regions`` for carved regions) for the bundle."""
+    from stainfree.data.patching import holdout_region
     from stainfree.data.preprocess import mean_stats
 
-    dc = job.data
-    seed = job.train.seed
+    dc, seed = job.data, job.train.seed
     mode = validation_mode(dc.validation, splits)
-    n_train = sum(s == "train" for s in splits)
-    regions: list[dict[str, Any]] = []
-    if mode == "images" and n_train < 2:
+    train_shapes = [x.shape[1:] for x, s in zip(images.signals, splits, strict=True) if s == "train"]
+    if mode == "images" and len(train_shapes) < 2:
         mode = "region"  # a single image: nothing to hold out whole
-    if mode == "region":
-        all_idx, _ = split_train_val(splits, 0.0, seed)
-        train, val, regions = carve_regions(images.subset(all_idx), patch3, dc.val_region_fraction)
-        if not regions:
-            mode = "images" if n_train >= 2 else "train"
-            log.warning("images too small to carve a validation region: validating on %s", mode)
-    if mode == "region":
-        train_idx = all_idx
-    else:
-        fraction = dc.val_fraction if mode in ("rows", "images") else 0.0
-        train_idx, val_idx = split_train_val(
-            splits, max(fraction, 1e-9) if mode == "images" else fraction, seed
-        )
+    if mode == "region" and not any(
+        holdout_region(sh, patch3, dc.val_region_fraction) for sh in train_shapes
+    ):
+        mode = "images" if len(train_shapes) >= 2 else "train"
+        log.warning("images too small to carve a validation region: validating on %s", mode)
+    # 'images' holds out at least one image; 'region' and 'train' keep every training image
+    fraction = {"rows": dc.val_fraction, "images": max(dc.val_fraction, 1e-9)}.get(mode, 0.0)
+    train_idx, val_idx = split_train_val(splits, fraction, seed)
     dataset_stats = mean_stats(images.subset(train_idx).signal_stats)
     if dc.normalization_scope == "dataset":
         renormalize_to_dataset(images, dataset_stats)
-        if mode == "region":  # carve again from the renormalized images
-            train, val, regions = carve_regions(images.subset(train_idx), patch3, dc.val_region_fraction)
-    record: dict[str, Any] = {"mode": mode}
     if mode == "region":
-        record.update({"regions": regions, "gap": "half a patch"})
-        return train, val, dataset_stats, record
-    return images.subset(train_idx), images.subset(val_idx), dataset_stats, record
+        train, val, regions = carve_regions(images.subset(train_idx), patch3, dc.val_region_fraction)
+        return train, val, dataset_stats, {"mode": mode, "regions": regions, "gap": "half a patch"}
+    return images.subset(train_idx), images.subset(val_idx), dataset_stats, {"mode": mode}
 
 
 def validation_patches(
