@@ -87,3 +87,19 @@ def test_rot90_turns_image_and_target_together_in_yx_of_a_3d_patch():
     turns = {k for o in outs for k in range(4) if torch.equal(o["signal"], torch.rot90(sig, k, dims=(2, 3)))}
     assert len(turns) >= 3  # several of the four turns seen, each a pure Y-X rotation (Z untouched)
     assert all(torch.equal(o["signal"][:1], o["target"]) for o in outs)
+
+
+def test_intensity_changes_that_are_off_draw_no_random_numbers():
+    # a recipe without offset and noise consumes the random stream exactly as before they existed, so that
+    # runs of the benchmarked catalog recipe repeat their augmentations
+    import numpy as np
+
+    from stainfree.data.augment import RandGaind
+
+    t = RandGaind("signal", (2, 3), None, 1.0)
+    t.set_random_state(seed=5)
+    out = t({"signal": torch.ones(1, 4, 4)})
+    ref = np.random.RandomState(5)
+    ref.rand()  # the "apply or not" draw
+    assert torch.allclose(out["signal"], torch.full((1, 4, 4), ref.uniform(2, 3), dtype=torch.float32))
+    assert t.R.rand() == ref.rand()  # nothing else was drawn

@@ -54,8 +54,12 @@ class RandGaind(RandomizableTransform, MapTransform):
     def randomize(self, data: Any = None) -> None:
         super().randomize(None)
         self._gain = float(self.R.uniform(*self.gain_range))
-        self._offset = float(self.R.uniform(*self.offset_range))
-        self._std = float(self.R.uniform(0.0, self.noise_std))
+        # draw offset and noise only when they are on, so that a recipe without them consumes the random
+        # stream exactly as before they existed (same augmentations, same benchmark figures)
+        if self.offset_range != (0.0, 0.0):
+            self._offset = float(self.R.uniform(*self.offset_range))
+        if self.noise_std > 0:
+            self._std = float(self.R.uniform(0.0, self.noise_std))
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
