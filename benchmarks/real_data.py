@@ -145,7 +145,7 @@ def quick_crop(p: Pair) -> Pair:
     """Small crops for the --quick smoke run (train and test stay disjoint images)."""
 
     def crop(a: np.ndarray) -> np.ndarray:
-        return a[..., :64, :64] if p.mode == "2d" else a[..., :64, :64]
+        return a[..., :64, :64]
 
     p.train_x, p.train_y = [crop(a) for a in p.train_x[:2]], [crop(a) for a in p.train_y[:2]]
     p.test_x, p.test_y = [crop(a) for a in p.test_x[:1]], [crop(a) for a in p.test_y[:1]]
