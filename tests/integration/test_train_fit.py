@@ -226,3 +226,12 @@ def test_real_phase_to_dapi_pair_trains(shared_data, tmp_path):
     b = load_bundle(fit(job, progress=False))
     t = b.config.training
     assert t["steps"] == 3 and np.isfinite(t["final_train_loss"]) and t["val_images"] == t["train_images"]
+
+
+def test_only_the_newest_periodic_checkpoints_are_kept(tmp_path):
+    sig, tgt = _pairs(1, shape=(1, 1, 32, 32))
+    job = _job(tmp_path / "k", steps=8, dims=2, checkpoint_every_n_steps=2, keep_checkpoints=2, export="last")
+    fit_arrays(sig, tgt, job)
+    ckpts = {p.name for p in (tmp_path / "k" / "checkpoints").iterdir()}
+    steps = sorted(n for n in ckpts if n.startswith("step"))
+    assert steps == ["step0000006.ckpt", "step0000008.ckpt"] and "last.ckpt" in ckpts

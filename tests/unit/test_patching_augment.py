@@ -103,3 +103,44 @@ def test_intensity_changes_that_are_off_draw_no_random_numbers():
     ref.rand()  # the "apply or not" draw
     assert torch.allclose(out["signal"], torch.full((1, 4, 4), ref.uniform(2, 3), dtype=torch.float32))
     assert t.R.rand() == ref.rand()  # nothing else was drawn
+
+
+def test_batch_augmentation_is_per_sample_and_equals_the_single_sample_path():
+    from stainfree.data.augment import BatchAugmenter
+
+    cfg = AugmentConfig(prob=1.0, mask_fraction=0.0)
+    aug = build_augmenter(cfg, spatial_dims=3, task="regression")
+    assert isinstance(aug, BatchAugmenter) and aug.batched
+    # the interpolating catalog recipe stays on the per-sample MONAI path
+    assert isinstance(
+        build_augmenter(AugmentConfig(rotation_degrees=30), spatial_dims=2, task="binary"), Augmenter
+    )
+    sig = torch.rand(4, 2, 3, 8, 8)
+    sig[3] = sig[0]
+    tgt = sig[:, :1].clone()
+    seeds = torch.tensor([5, 6, 7, 5])
+    out = aug.batch({"signal": sig, "target": tgt, "seed": seeds})
+    assert set(out) == {"signal", "target"} and out["signal"].shape == sig.shape
+    for i, s in enumerate(seeds.tolist()):
+        one = aug({"signal": sig[i], "target": tgt[i]}, s)
+        assert torch.equal(out["signal"][i], one["signal"]) and torch.equal(out["target"][i], one["target"])
+    # the same sample and seed give the same result wherever it sits in the batch; other seeds other draws
+    assert torch.equal(out["signal"][0], out["signal"][3])
+    assert not torch.equal(out["signal"][0], out["signal"][1])
+    # geometry only moves voxels (target = a moved copy of the input's first channel, Z never turned)
+    for i in range(4):
+        assert torch.equal(out["target"][i, 0].flatten().sort().values, tgt[i, 0].flatten().sort().values)
+
+
+def test_batch_masking_hides_blocks_of_the_input_only():
+    from stainfree.data.augment import BatchAugmenter
+
+    aug = BatchAugmenter(spatial_dims=2, flip_axes=[], rot90=False, mask_fraction=0.5)
+    x = torch.full((3, 1, 32, 32), 7.0)
+    out = aug.batch({"signal": x, "target": x.clone(), "seed": torch.arange(3)})
+    hidden = (out["signal"] != 7.0).float().mean().item()
+    assert 0.2 < hidden < 0.8  # about half the 4 x 4 blocks
+    assert torch.equal(out["target"], x)
+    # hidden regions are whole blocks of 1/8 of the patch on a side
+    h = (out["signal"][0, 0] != 7.0).reshape(8, 4, 8, 4)
+    assert bool((h.all(dim=(1, 3)) | ~h.any(dim=(1, 3))).all())

@@ -14,10 +14,11 @@ ChannelRef = str | int
 
 
 class AugmentConfig(StrictModel):
-    """Random augmentation of training patches (MONAI dictionary transforms; masks use nearest neighbour).
+    """Random augmentation of training patches.
 
     The default is the little-data recipe: lossless flips and 90-degree rotations in Y-X, and intensity and
-    noise changes of the input; free rotation and zoom (interpolated) are off.
+    noise changes of the input, applied to whole batches on the training device; free rotation and zoom
+    (interpolated per sample on the host with MONAI; masks by nearest neighbour) are off.
     """
 
     enabled: bool = Field(True, description="Augment training patches (validation patches never are).")
@@ -259,8 +260,17 @@ class TrainConfig(StrictModel):
         None, ge=1, description="Validate every N steps; None = 20 times per run (at most every 500 steps)."
     )
     val_patches: int = Field(16, ge=1, description="Size of the fixed validation patch set.")
-    checkpoint_every_n_steps: int = Field(
-        100, ge=1, description="Save a checkpoint (and last.ckpt) every N steps."
+    checkpoint_every_n_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Save a checkpoint (and last.ckpt) every N steps (None: every 'checkpoint_every_minutes' "
+        "of training, so that a fast GPU does not spend its time writing checkpoints).",
+    )
+    checkpoint_every_minutes: float = Field(
+        2.0, gt=0.0, description="Minutes of training between checkpoints when no step interval is given."
+    )
+    keep_checkpoints: int = Field(
+        3, ge=1, description="Periodic checkpoints kept (the newest; last.ckpt and best.ckpt besides)."
     )
     scheduler: Literal["none", "plateau", "cosine"] = Field(
         "cosine",
@@ -302,7 +312,11 @@ class TrainConfig(StrictModel):
         "monitor 'val_f1', a best F1 of 0 (nothing found at any check) exports the last step.",
     )
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
-    precision: Literal["32", "bf16-mixed"] = Field("32", description="Numerical precision.")
+    precision: Literal["auto", "32", "bf16-mixed"] = Field(
+        "auto",
+        description="Numerical precision: 'auto' is bf16 mixed precision on a GPU that supports it "
+        "(weights and the average stay float32), 32-bit otherwise.",
+    )
     accelerator: str = Field("auto", description="Lightning accelerator ('cpu', 'gpu', 'auto').")
     devices: int | str | list[int] = Field("auto", description="Lightning devices.")
     strategy: str = Field("auto", description="Lightning strategy (e.g. 'ddp').")

@@ -1,10 +1,14 @@
-"""Augmentation of training patches with MONAI dictionary transforms.
+"""Augmentation of training patches.
 
 Image (``signal``) and target are transformed together: the same flips, 90-degree rotations (lossless), and
 optionally free rotation and zoom (interpolated; nearest neighbour for masks). Intensity changes touch the
 input only: a random gain and offset on chosen channels (never on a ratio) and Gaussian noise. Every random
-draw comes from :meth:`Augmenter.__call__`'s seed, so a patch's augmentation is a pure function of its global
-sample index.
+draw comes from a per-sample seed, so a patch's augmentation is a pure function of its global sample index.
+
+Two implementations share that contract: :class:`BatchAugmenter` applies the lossless recipe (flips, 90-degree
+turns, gain / offset / noise, masking for pretraining) to whole batches on the device they train on, so a GPU
+is not starved by per-sample work on the host; :class:`Augmenter` runs MONAI dictionary transforms per sample
+when the recipe interpolates (free rotation, zoom). :func:`build_augmenter` picks the one a config needs.
 """
 
 from __future__ import annotations
@@ -209,10 +213,129 @@ class Augmenter:
         return {"signal": signal.float().contiguous(), "target": target.to(dtype).contiguous()}
 
 
+def mask_blocks(spatial: Sequence[int], hidden: np.ndarray) -> np.ndarray:
+    """Boolean keep-mask of ``spatial`` shape from a grid of hidden blocks (1/8 of the patch on a side)."""
+    block = tuple(max(1, int(s) // 8) for s in spatial)
+    keep = ~np.asarray(hidden, dtype=bool)
+    for axis, b in enumerate(block):
+        keep = np.repeat(keep, b, axis=axis)
+    return keep[tuple(slice(0, int(s)) for s in spatial)]
+
+
+class BatchAugmenter:
+    """Seeded lossless augmentation of a batch ``{"signal", "target", "seed"}`` on the batch's device.
+
+    Each sample's draws (flips, a 90-degree turn in Y-X, whether the intensity change applies, gain, offset,
+    noise level, noise and hidden blocks) come from its own ``seed`` alone: the augmentation of a patch does
+    not depend on the batch it is in, on the device, or on resuming.
+
+    Parameters
+    ----------
+    spatial_dims : int
+        2 or 3 (3: 90-degree turns in the Y-X plane only).
+    flip_axes, rot90, gain_range, offset_range, gain_channels, noise_std, mask_fraction, prob
+        See :class:`stainfree.config.AugmentConfig` (``rot90`` needs square Y-X patches).
+    """
+
+    batched = True
+
+    def __init__(
+        self,
+        *,
+        spatial_dims: int,
+        flip_axes: Sequence[int] = (-2, -1),
+        rot90: bool = True,
+        gain_range: Sequence[float] = (1.0, 1.0),
+        offset_range: Sequence[float] = (0.0, 0.0),
+        gain_channels: Sequence[int] | None = None,
+        noise_std: float = 0.0,
+        mask_fraction: float = 0.0,
+        prob: float = 0.5,
+    ) -> None:
+        self.spatial_dims = int(spatial_dims)
+        self.flip_axes = [int(a) % self.spatial_dims for a in flip_axes]
+        self.rot90 = bool(rot90)
+        self.gain_range = (float(gain_range[0]), float(gain_range[1]))
+        self.offset_range = (float(offset_range[0]), float(offset_range[1]))
+        self.gain_channels = None if gain_channels is None else [int(c) for c in gain_channels]
+        self.noise_std = float(noise_std)
+        self.mask_fraction = float(mask_fraction)
+        self.prob = float(prob)
+        self.intensity = not (
+            self.gain_range == (1.0, 1.0) and self.offset_range == (0.0, 0.0) and self.noise_std <= 0
+        )
+
+    def draws(self, seed: int, spatial: Sequence[int]) -> dict[str, Any]:
+        """The random choices for one sample of ``spatial`` shape (pure function of ``seed``)."""
+        rng = np.random.default_rng(int(seed) % (2**63))
+        flips = [a for a in self.flip_axes if rng.random() < 0.5]
+        turns = int(rng.integers(1, 4)) if self.rot90 and rng.random() < 0.75 else 0
+        apply = bool(rng.random() < self.prob) and self.intensity
+        gain = float(rng.uniform(*self.gain_range))
+        offset = float(rng.uniform(*self.offset_range))
+        std = float(rng.uniform(0.0, self.noise_std)) if self.noise_std > 0 else 0.0
+        noise_seed = int(rng.integers(2**62))
+        keep = None
+        if self.mask_fraction > 0:
+            grid = tuple(-(-int(s) // max(1, int(s) // 8)) for s in spatial)
+            keep = mask_blocks(spatial, rng.random(grid) < self.mask_fraction)
+        return {
+            "flips": flips,
+            "turns": turns,
+            "apply": apply,
+            "gain": gain,
+            "offset": offset,
+            "std": std,
+            "noise_seed": noise_seed,
+            "keep": keep,
+        }
+
+    def _one(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment one channel-first sample (no batch axis)."""
+        d = self.draws(seed, tuple(x.shape[1:]))
+        dims = [1 + a for a in d["flips"]]
+        if dims:
+            x, y = x.flip(dims), y.flip(dims)
+        if d["turns"]:
+            plane = (self.spatial_dims - 1, self.spatial_dims)
+            x, y = torch.rot90(x, d["turns"], dims=plane), torch.rot90(y, d["turns"], dims=plane)
+        gen = None
+        if d["apply"] or d["keep"] is not None:
+            gen = torch.Generator(device=x.device).manual_seed(d["noise_seed"])
+        if d["apply"]:
+            x = x.clone()
+            chans = list(range(x.shape[0])) if self.gain_channels is None else self.gain_channels
+            sel = x[chans] * d["gain"] + d["offset"]
+            if d["std"] > 0:
+                noise = torch.randn(sel.shape, generator=gen, device=x.device, dtype=torch.float32)
+                sel = sel + noise.to(sel.dtype) * d["std"]
+            x[chans] = sel
+        if d["keep"] is not None:
+            keep = torch.from_numpy(d["keep"]).to(x.device)
+            noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=torch.float32)
+            x = torch.where(keep, x, noise.to(x.dtype))
+        return x.contiguous(), y.contiguous()
+
+    def batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Augment a collated batch; ``batch["seed"]`` holds one seed per sample (removed from the result)."""
+        out = {k: v for k, v in batch.items() if k != "seed"}
+        seeds = [int(s) for s in batch["seed"].tolist()]
+        pairs = [self._one(x, y, s) for x, y, s in zip(batch["signal"], batch["target"], seeds, strict=True)]
+        out["signal"] = torch.stack([p[0] for p in pairs])
+        out["target"] = torch.stack([p[1] for p in pairs])
+        return out
+
+    def __call__(self, sample: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+        """Augment one sample (channel first, no batch axis) with the draws of ``seed``."""
+        x, y = self._one(sample["signal"].float(), sample["target"], int(seed))
+        return {"signal": x, "target": y}
+
+
 def build_augmenter(
     config: Any, *, spatial_dims: int, task: str, input_transform: str = "none"
-) -> Augmenter | None:
-    """An :class:`Augmenter` from an :class:`~stainfree.config.AugmentConfig`, or None when disabled."""
+) -> Augmenter | BatchAugmenter | None:
+    """The augmentation of an :class:`~stainfree.config.AugmentConfig`: a :class:`BatchAugmenter` when every
+    transform is lossless (no free rotation, no zoom), an :class:`Augmenter` otherwise, None when disabled."""
     if config is None or not config.enabled:
         return None
     gain_channels = config.gain_channels
@@ -220,6 +343,18 @@ def build_augmenter(
         gain_channels = default_gain_channels(0, input_transform)
     elif input_transform == "ratiometric":
         gain_channels = [c for c in gain_channels if c != 1]
+    if config.rotation_degrees <= 0 and tuple(config.scale_range) == (1.0, 1.0):
+        return BatchAugmenter(
+            spatial_dims=spatial_dims,
+            flip_axes=config.flip_axes,
+            rot90=config.rot90,
+            gain_range=config.gain_range,
+            offset_range=config.offset_range,
+            gain_channels=gain_channels,
+            noise_std=config.noise_std,
+            mask_fraction=config.mask_fraction,
+            prob=config.prob,
+        )
     return Augmenter(
         spatial_dims=spatial_dims,
         rotation_degrees=config.rotation_degrees,

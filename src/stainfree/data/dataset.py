@@ -112,7 +112,9 @@ class PatchDataset(Dataset):
     start : int
         Global index of item 0 (``global_step * batch_size`` when resuming).
     augment : callable, optional
-        ``augment(sample, seed) -> sample`` (:class:`stainfree.data.augment.Augmenter`).
+        ``augment(sample, seed) -> sample`` (:class:`stainfree.data.augment.Augmenter`); an augmenter with
+        ``batched = True`` (:class:`~stainfree.data.augment.BatchAugmenter`) is not called here: each item
+        then carries its ``seed`` for the batch-wise augmentation on the training device.
     stream : int
         Independent patch streams (training 0, validation 1) from the same seed.
     foreground_fraction : float
@@ -196,5 +198,8 @@ class PatchDataset(Dataset):
             aug_seed = int(
                 sample_rng(self.seed, self.start + int(i), stream=100 + self.stream).integers(2**31)
             )
-            sample = self.augment(sample, aug_seed)
+            if getattr(self.augment, "batched", False):  # augmented per batch on the training device
+                sample["seed"] = torch.tensor(aug_seed, dtype=torch.int64)
+            else:
+                sample = self.augment(sample, aug_seed)
         return sample

@@ -223,6 +223,7 @@ def _fit_prepared(
     progress: bool,
 ) -> Path:
     import lightning.pytorch as pl
+    import torch
     from torch.utils.data import DataLoader
 
     from stainfree._version import __version__
@@ -245,7 +246,8 @@ def _fit_prepared(
     if resume:
         job = with_resolved(job, out / "job.yaml")
     job = with_network_of(job)
-    job = fill_settings(job, [s.shape[1:] for s in images.signals], gpu=gpu)
+    bf16 = gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    job = fill_settings(job, [s.shape[1:] for s in images.signals], gpu=gpu, bf16=bf16)
     tc, dc = job.train, job.data
     assert tc.batch_size is not None  # filled by the recipe
     batch = tc.batch_size
@@ -313,7 +315,9 @@ def _fit_prepared(
                 augment=augmenter,
                 **sampling,
             )
-            max_steps = _steps_in_budget(model, loss_fn, probe, batch, budget, len(val_ds), t_start, gpu)
+            max_steps = _steps_in_budget(
+                model, loss_fn, probe, batch, budget, len(val_ds), t_start, gpu, augment=augmenter
+            )
     if tc.max_epochs is not None:
         per_epoch = math.ceil(patches_per_epoch([s.shape[1:] for s in train.signals], patch) / batch)
         max_steps = min(max_steps, tc.max_epochs * per_epoch)
@@ -340,6 +344,7 @@ def _fit_prepared(
         monitor=monitor,
         val_every_n_steps=val_every,
         seed=tc.seed,
+        augment=augmenter if getattr(augmenter, "batched", False) else None,
     )
     train_ds = PatchDataset(
         train.signals,
@@ -351,7 +356,11 @@ def _fit_prepared(
         augment=augmenter,
         **sampling,
     )
-    loader_kw: dict[str, Any] = {"num_workers": tc.num_workers, "persistent_workers": tc.num_workers > 0}
+    loader_kw: dict[str, Any] = {
+        "num_workers": tc.num_workers,
+        "persistent_workers": tc.num_workers > 0,
+        "pin_memory": gpu,  # page-locked batches: asynchronous copies to the GPU
+    }
     train_dl = DataLoader(train_ds, batch_size=batch, shuffle=False, drop_last=True, **loader_kw)
     val_dl = DataLoader(val_ds, batch_size=batch, shuffle=False, **loader_kw)
     time_left = None if budget is None else max(1.0, budget - (time.perf_counter() - t_start))
@@ -401,6 +410,7 @@ def _fit_prepared(
             "max_time_s": budget,
             "resumed_from_step": start_step if resume else None,
             "batch_size": batch,
+            "precision": tc.precision,
             "seed": tc.seed,
             "recipe": job.recipe,
             "monitor": monitor,
@@ -476,8 +486,10 @@ def _steps_in_budget(
     n_val: int,
     t_start: float,
     gpu: bool,
+    augment: Any = None,
 ) -> int:
-    """Time a few training steps of a copy of the network and size the run to the budget."""
+    """Time a few training steps (batch assembly and augmentation included) of a copy of the network and
+    size the run to the budget."""
     import copy
 
     import torch
@@ -490,10 +502,12 @@ def _steps_in_budget(
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-6)
         times = []
         for k in range(4):
-            items = [probe[(k * batch + j) % len(probe)] for j in range(batch)]
-            x = torch.stack([it["signal"] for it in items]).to(device)
-            y = torch.stack([it["target"] for it in items]).to(device)
             t = time.perf_counter()
+            items = [probe[(k * batch + j) % len(probe)] for j in range(batch)]
+            b = {key: torch.stack([it[key] for it in items]).to(device) for key in items[0]}
+            if "seed" in b and augment is not None:
+                b = augment.batch(b)
+            x, y = b["signal"], b["target"]
             loss = loss_fn(net(x), y)
             opt.zero_grad()
             loss.backward()

@@ -117,6 +117,10 @@ class TrainModule(pl.LightningModule):
         How often validation (and so the plateau schedule) runs.
     seed : int
         Seeds torch's generator at each step (dropout), so a resumed run draws what an uninterrupted one does.
+    augment : object, optional
+        Batch-wise augmentation with a ``batch(batch) -> batch`` method
+        (:class:`stainfree.data.augment.BatchAugmenter`), applied on the device to training batches that carry
+        per-sample ``seed`` s.
     """
 
     def __init__(
@@ -137,8 +141,10 @@ class TrainModule(pl.LightningModule):
         monitor: str = "val_loss",
         val_every_n_steps: int = 100,
         seed: int = 0,
+        augment: Any = None,
     ) -> None:
         super().__init__()
+        self.augment = augment
         self.model = model
         self.loss_fn = loss_fn
         self.task = task
@@ -176,6 +182,11 @@ class TrainModule(pl.LightningModule):
         super().optimizer_step(*args, **kwargs)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.augment is not None and isinstance(batch, dict) and "seed" in batch:
+            batch = self.augment.batch(batch)
+        return batch
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         torch.manual_seed(self.seed * 1_000_003 + self.global_step)

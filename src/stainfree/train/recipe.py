@@ -77,8 +77,11 @@ def auto_settings(
     return {"patch": [z, side, side], "batch": 8 if gpu else 4, "depth": depth, "base": 32 if big else 16}
 
 
-def fill_settings(job: TrainingJob, image_shapes: Sequence[Sequence[int]], *, gpu: bool) -> TrainingJob:
-    """A copy of ``job`` whose empty patch shape, batch size, depth and width are filled by its recipe.
+def fill_settings(
+    job: TrainingJob, image_shapes: Sequence[Sequence[int]], *, gpu: bool, bf16: bool = False
+) -> TrainingJob:
+    """A copy of ``job`` whose empty patch shape, batch size, depth and width, and an 'auto' precision are
+    filled by its recipe.
 
     Parameters
     ----------
@@ -88,6 +91,8 @@ def fill_settings(job: TrainingJob, image_shapes: Sequence[Sequence[int]], *, gp
         Spatial shapes of the training images on the model grid.
     gpu : bool
         Whether training runs on a GPU.
+    bf16 : bool
+        Whether that GPU computes in bfloat16 ('auto' precision becomes 'bf16-mixed').
     """
     dims = 3 if job.data.input_mode == "3d" else 2
     if job.recipe == "auto":
@@ -113,6 +118,8 @@ def fill_settings(job: TrainingJob, image_shapes: Sequence[Sequence[int]], *, gp
     train = job.train
     if train.batch_size is None:
         train = train.model_copy(update={"batch_size": int(chosen["batch"])})
+    if train.precision == "auto":
+        train = train.model_copy(update={"precision": "bf16-mixed" if gpu and bf16 else "32"})
     return job.model_copy(update={"data": data, "model": model, "train": train})
 
 

@@ -59,14 +59,35 @@ def make_trainer(
                 log.info("learning rate %.3g below min_lr %.3g: stopping", lr, tc.min_lr)
                 trainer.should_stop = True
 
+    every: dict[str, Any] = (
+        {"every_n_train_steps": tc.checkpoint_every_n_steps}
+        if tc.checkpoint_every_n_steps is not None
+        else {"train_time_interval": datetime.timedelta(minutes=tc.checkpoint_every_minutes)}
+    )
     periodic = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="step{step:07d}",
-        every_n_train_steps=tc.checkpoint_every_n_steps,
         save_top_k=-1,
         save_last=True,
         auto_insert_metric_name=False,
+        **every,
     )
+
+    class _KeepNewest(Callback):
+        """Delete all but the newest ``keep_checkpoints`` periodic checkpoints (a long GPU run would
+        otherwise fill the disk with them)."""
+
+        def _prune(self) -> None:
+            prune_checkpoints(ckpt_dir, tc.keep_checkpoints)
+
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            if trainer.is_global_zero:
+                self._prune()
+
+        def on_train_end(self, trainer: Any, *args: Any) -> None:
+            if trainer.is_global_zero:
+                self._prune()
+
     mode = "min" if monitor == "val_loss" else "max"
     best_cb = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -76,7 +97,7 @@ def make_trainer(
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    callbacks: list = [periodic, best_cb, _StopAtMinLr()]
+    callbacks: list = [periodic, best_cb, _StopAtMinLr(), _KeepNewest()]
     if replan and time_left is not None:
         callbacks.append(BudgetPlanner(time_left, every=max(1, val_every // 2)))
     if tc.early_stopping_patience is not None:
@@ -101,7 +122,7 @@ def make_trainer(
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=1,
-        precision=tc.precision,
+        precision="32" if tc.precision == "auto" else tc.precision,  # (the recipe resolves auto)
         accelerator=tc.accelerator,
         devices=tc.devices,
         strategy=tc.strategy,
@@ -114,6 +135,15 @@ def make_trainer(
         default_root_dir=out,
     )
     return trainer, best_cb
+
+
+def prune_checkpoints(ckpt_dir: Path, keep: int) -> list[Path]:
+    """Remove all but the ``keep`` newest periodic checkpoints (``step*.ckpt``); returns those removed."""
+    steps = sorted(Path(ckpt_dir).glob("step*.ckpt"))
+    removed = steps[: max(0, len(steps) - int(keep))]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 class BudgetPlanner:
