@@ -8,6 +8,9 @@
     in fp32 and in bf16 autocast, and of ``fit_arrays`` (Lightning, precision 'auto', the little-data recipe
     with its on-device augmentation; depth 3 / 16 channels) on a simulated pair: overall, and the steady
     pace from two runs that differ only in length (start-up, validation and export cancel out).
+    ``fit_vs_loop_bf16`` divides that pace by the plain loop's bf16 pace: the two use different networks
+    (fit a depth-3 / 16-channel U-Net, the loop the fnet-size one), so it is a sanity figure, not a
+    like-for-like ratio; ``real_data.py`` on the GPU compares step counts with the same network.
 (c) Smoke test: a small bundle trained on the GPU predicts the same as on the CPU (max difference printed).
 
 Writes ``benchmarks/results/gpu.json`` with the card's name. Without CUDA, ``--quick`` runs the same code on
