@@ -8,6 +8,7 @@ inside the functions, so importing this module is cheap.
 from __future__ import annotations
 
 from stainfree.workflows.demo import demo
+from stainfree.workflows.export import export_model, test_package
 from stainfree.workflows.inspect import info, simulate
 from stainfree.workflows.organelles import (
     catalog_training_job,
@@ -31,6 +32,7 @@ __all__ = [
     "catalog_training_job",
     "demo",
     "evaluate",
+    "export_model",
     "fine_tune",
     "info",
     "make_manifest",
@@ -40,6 +42,7 @@ __all__ = [
     "quantify",
     "segment",
     "simulate",
+    "test_package",
     "train",
     "train_catalog",
     "train_fgnet",

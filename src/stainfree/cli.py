@@ -504,6 +504,42 @@ def quantify_cmd(
     typer.echo(f"wrote tables and figures to {out}")
 
 
+# ----- export: bioimage.io package or ONNX ------------------------------------------------------------------
+@app.command("export")
+@friendly
+def export_cmd(
+    bundle: Annotated[Path, typer.Argument(help="The .stainfree bundle.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("export"),
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="bioimageio (model package, spec 0.5) or onnx.")
+    ] = "bioimageio",
+    author: Annotated[
+        list[str] | None, typer.Option("--author", help="Author name for the package (repeatable).")
+    ] = None,
+    license: Annotated[str, typer.Option("--license", help="SPDX license of the weights.")] = "CC-BY-4.0",
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="Run bioimage.io's test of the written package.")
+    ] = True,
+) -> None:
+    """Export BUNDLE as a bioimage.io model package or as ONNX (dynamic batch and spatial axes)."""
+    from stainfree import api
+    from stainfree.errors import InputError
+
+    if format not in ("bioimageio", "onnx"):
+        raise InputError(format, "unknown export format (use bioimageio or onnx)")
+    result = api.export_model(bundle, out, format=format, authors=author, license=license)  # type: ignore[arg-type]
+    typer.echo(f"wrote {result['path']}")
+    typer.echo(f"onnx vs pytorch max abs difference: {result['onnx_max_abs_diff']:.3g}")
+    if format == "bioimageio" and check:
+        test = api.test_package(Path(str(result["path"])))
+        typer.echo(f"bioimage.io test: {test['status']}")
+        if test["status"] != "passed":
+            raise InputError(
+                str(result["path"]),
+                "bioimage.io test failed: " + " | ".join(str(f) for f in test["failures"]),  # type: ignore[attr-defined]
+            )
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -10,11 +10,43 @@ from torch import nn
 ARCHITECTURES = ("fnet_unet", "monai_unet", "attention_unet")
 
 
-def build_model(config: Any) -> nn.Module:
-    """Build the network a :class:`~stainfree.config.ModelConfig` describes.
+def architecture(config: Any) -> tuple[str, str, dict[str, Any]]:
+    """The network a :class:`~stainfree.config.ModelConfig` describes, as (module, class name, keyword
+    arguments): what :func:`build_model` calls, and what an exported package names as its architecture.
 
     Channels of MONAI networks are ``base_channels * 2**i`` for ``i = 0..depth`` with stride 2 between levels,
     so every architecture down-samples ``depth`` times.
+    """
+    arch = config.architecture
+    if config.depth is None or config.base_channels is None:
+        raise ValueError("model depth and base_channels must be set (the training recipe fills them)")
+    channels = [int(config.base_channels * 2**i) for i in range(config.depth + 1)]
+    strides = [2] * int(config.depth)
+    common = {
+        "spatial_dims": int(config.spatial_dims),
+        "in_channels": int(config.in_channels),
+        "out_channels": int(config.out_channels),
+        "dropout": float(config.dropout),
+    }
+    if arch == "fnet_unet":
+        kwargs = {
+            **common,
+            "depth": int(config.depth),
+            "base_channels": int(config.base_channels),
+            "norm": str(config.norm),
+            "residual": bool(config.residual),
+        }
+        return "stainfree.models.unet", "UNet", kwargs
+    if arch == "monai_unet":
+        kwargs = {**common, "channels": channels, "strides": strides, "num_res_units": 2, "norm": "batch"}
+        return "monai.networks.nets", "UNet", kwargs
+    if arch == "attention_unet":
+        return "monai.networks.nets", "AttentionUnet", {**common, "channels": channels, "strides": strides}
+    raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+
+
+def build_model(config: Any) -> nn.Module:
+    """Build the network a :class:`~stainfree.config.ModelConfig` describes (see :func:`architecture`).
 
     Parameters
     ----------
@@ -27,49 +59,10 @@ def build_model(config: Any) -> nn.Module:
     nn.Module
         The network, outputs without a final activation (logits for segmentation).
     """
-    arch = config.architecture
-    if config.depth is None or config.base_channels is None:
-        raise ValueError("model depth and base_channels must be set (the training recipe fills them)")
-    channels = tuple(config.base_channels * 2**i for i in range(config.depth + 1))
-    strides = (2,) * config.depth
-    if arch == "fnet_unet":
-        from stainfree.models.unet import UNet
+    import importlib
 
-        return UNet(
-            config.in_channels,
-            config.out_channels,
-            spatial_dims=config.spatial_dims,
-            depth=config.depth,
-            base_channels=config.base_channels,
-            dropout=config.dropout,
-            norm=config.norm,
-            residual=config.residual,
-        )
-    if arch == "monai_unet":
-        from monai.networks.nets import UNet as MonaiUNet
-
-        return MonaiUNet(
-            spatial_dims=config.spatial_dims,
-            in_channels=config.in_channels,
-            out_channels=config.out_channels,
-            channels=channels,
-            strides=strides,
-            num_res_units=2,
-            norm="batch",
-            dropout=config.dropout,
-        )
-    if arch == "attention_unet":
-        from monai.networks.nets import AttentionUnet
-
-        return AttentionUnet(
-            spatial_dims=config.spatial_dims,
-            in_channels=config.in_channels,
-            out_channels=config.out_channels,
-            channels=channels,
-            strides=strides,
-            dropout=config.dropout,
-        )
-    raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    module, name, kwargs = architecture(config)
+    return getattr(importlib.import_module(module), name)(**kwargs)
 
 
 _MONAI_UNET_DECODER = re.compile(r"^model\.(1\.submodule\.)*2\.")

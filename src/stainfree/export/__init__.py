@@ -1,0 +1,1 @@
+"""Bundles for other tools: bioimage.io model packages and ONNX."""
