@@ -86,3 +86,34 @@ def test_onnx_export_and_cli(tmp_path):
     bad = runner.invoke(app, ["export", str(bundle), "--format", "tflite", "--out", str(tmp_path / "o")])
     assert bad.exit_code == 2 and "unknown export format" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+
+
+def test_cli_predict_runs_an_exported_package_like_the_bundle(tmp_path):
+    import tifffile
+
+    from stainfree.cli import app
+    from stainfree.io.writers import write_ome_tiff
+
+    bundle = _bundle(tmp_path, arch="fnet_unet", dims=2, task="regression")
+    runner = CliRunner()
+    res = runner.invoke(app, ["export", str(bundle), "--out", str(tmp_path / "e"), "--no-check"])
+    assert res.exit_code == 0, res.output
+    pkg = tmp_path / "e" / "fnet_unet_2d_regression.bioimageio.zip"
+    image = (100 + 20 * np.random.default_rng(2).standard_normal((48, 40))).astype(np.float32)
+    write_ome_tiff(tmp_path / "in.ome.tif", image, "YX")
+    outs = {}
+    for name, model in (("native", bundle), ("package", pkg)):
+        res = runner.invoke(
+            app,
+            [
+                "predict",
+                str(model),
+                str(tmp_path / "in.ome.tif"),
+                "--out",
+                str(tmp_path / f"{name}.ome.tif"),
+                "-q",
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        outs[name] = tifffile.imread(tmp_path / f"{name}.ome.tif")
+    assert outs["native"].shape == outs["package"].shape and np.array_equal(outs["native"], outs["package"])
