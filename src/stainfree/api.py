@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from stainfree.workflows.demo import demo
 from stainfree.workflows.export import export_model, test_package
+from stainfree.workflows.finetune import fine_tune
 from stainfree.workflows.inspect import info, simulate
 from stainfree.workflows.organelles import (
     catalog_training_job,
-    fine_tune,
     make_masks,
     segment,
     train_catalog,

@@ -504,6 +504,45 @@ def quantify_cmd(
     typer.echo(f"wrote tables and figures to {out}")
 
 
+# ----- fine-tune: any bundle on the user's own images -------------------------------------------------------
+@app.command("fine-tune")
+@friendly
+def fine_tune_cmd(
+    bundle: Annotated[
+        Path, typer.Argument(help="The bundle to start from (.stainfree or exported package).")
+    ],
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV with signal and target columns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("fine_tuned"),
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="Training steps (default 200; with --max-time: as many as fit)."),
+    ] = None,
+    max_time: Annotated[
+        str | None, typer.Option("--max-time", help="Training time budget, e.g. 10m or 1h.")
+    ] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 1e-4,
+    freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train only the decoder.")] = False,
+    name: Annotated[str | None, typer.Option("--name", help="Name of the new bundle.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Fine-tune BUNDLE (regression or segmentation) on MANIFEST; writes OUT/<name>.stainfree."""
+    from stainfree import api
+
+    extra = {"max_time": max_time} if max_time else {}
+    tuned = api.fine_tune(
+        bundle,
+        manifest,
+        out,
+        max_steps=steps if steps is not None or max_time else 200,
+        lr=lr,
+        freeze_encoder=freeze_encoder,
+        name=name,
+        progress=not quiet,
+        **extra,
+    )
+    typer.echo(str(tuned))
+
+
 # ----- export: bioimage.io package or ONNX ------------------------------------------------------------------
 @app.command("export")
 @friendly

@@ -5,7 +5,9 @@
 - :mod:`~stainfree.workflows.staining`: virtual staining (``make_manifest``, ``train``,
   ``write_default_training_job``, ``predict``, ``evaluate``)
 - :mod:`~stainfree.workflows.organelles`: organelles from one dye (``catalog_training_job``,
-  ``train_catalog``, ``fine_tune``, ``segment``, ``make_masks``, ``train_fgnet``)
+  ``train_catalog``, ``segment``, ``make_masks``, ``train_fgnet``)
+- :mod:`~stainfree.workflows.finetune`: ``fine_tune`` (any bundle, on the user's own images)
+- :mod:`~stainfree.workflows.export`: ``export_model``, ``test_package`` (bioimage.io, ONNX)
 - :mod:`~stainfree.workflows.quantify`: ``quantify``
 
 Each function wires the lower layers together and returns paths or tables. Heavy libraries (torch, pandas,

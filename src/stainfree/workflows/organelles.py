@@ -159,7 +159,7 @@ def catalog_training_job(
     return TrainingJob(name=net.name, data=data, model=model, train=train, output_dir=Path(output_dir))
 
 
-def _publish_bundle(bundle: Path, dest: Path) -> Path:
+def publish_bundle(bundle: Path, dest: Path) -> Path:
     """Copy a trained bundle folder to ``dest`` atomically."""
     import shutil
 
@@ -244,11 +244,11 @@ def train_catalog(
             **job_overrides,
         )
         bundle = Path(fit(job, resume=resume, progress=progress))
-        bundles.append(_publish_bundle(bundle, out / f"{net.name}.stainfree"))
+        bundles.append(publish_bundle(bundle, out / f"{net.name}.stainfree"))
     return bundles
 
 
-def fine_tune(
+def fine_tune_segmentation(
     bundle: str | Path,
     manifest: str | Path,
     out_dir: str | Path,
@@ -338,7 +338,7 @@ def fine_tune(
     )
     job = job.model_copy(update={"model": cfg.model.model_copy()})
     tuned = Path(fit(job, progress=progress))
-    return _publish_bundle(tuned, out / f"{net.name}.stainfree")
+    return publish_bundle(tuned, out / f"{net.name}.stainfree")
 
 
 def segment(
@@ -539,7 +539,7 @@ def train_fgnet(
         ),
         output_dir=out / "runs" / name,
     )
-    return _publish_bundle(Path(fit(job, progress=progress)), out / f"{name}.stainfree")
+    return publish_bundle(Path(fit(job, progress=progress)), out / f"{name}.stainfree")
 
 
 def _catalog_augment(enabled: bool) -> AugmentConfig:
