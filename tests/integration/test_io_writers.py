@@ -136,3 +136,41 @@ def test_write_png_gray_and_rgb(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.asarray(Image.open(write_png(tmp_path / "c.png", rgb))), rgb)
     with pytest.raises(ValueError):
         write_png(tmp_path / "f.png", gray.astype(np.float32))
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ome_zarr_metadata_validates_against_the_ngff_models(tmp_path, version):
+    import zarr
+
+    from stainfree.io.writers import create_ome_zarr
+
+    models = __import__(f"ome_zarr_models.v0{version[-1]}.image", fromlist=["Image"])
+    label_models = __import__(f"ome_zarr_models.v0{version[-1]}.image_label", fromlist=["ImageLabel"])
+    img = np.arange(2 * 3 * 32 * 32, dtype=np.float32).reshape(2, 3, 32, 32)
+    labels = (img[0] % 3).astype(np.uint8)
+    with create_ome_zarr(
+        tmp_path / "a.ome.zarr",
+        img.shape,
+        img.dtype,
+        "CZYX",
+        (1.0, 0.2, 0.2),
+        ["dna", "membrane"],
+        n_scales=2,
+        ngff_version=version,
+    ) as w:
+        w.array[...] = img
+        with pytest.raises(ValueError, match="same label values"):
+            w.add_labels("bad", labels, colors={1: (255, 0, 0, 255)}, properties={1: "cell", 2: "other"})
+        w.add_labels(
+            "cells", labels, colors={1: (255, 0, 0, 255), 2: (0, 0, 255, 255)}, properties={1: "a", 2: "b"}
+        )
+    root = zarr.open_group(str(tmp_path / "a.ome.zarr"), mode="r")
+    image = models.Image.from_zarr(root)
+    attrs = getattr(image.attributes, "ome", image.attributes)  # 0.5 nests them under 'ome'
+    ms = attrs.multiscales[0]
+    assert [a.name for a in ms.axes] == ["c", "z", "y", "x"] and len(ms.datasets) == 2
+    assert ms.datasets[1].coordinateTransformations[0].scale == [1.0, 1.0, 0.4, 0.4]
+    label = label_models.ImageLabel.from_zarr(root["labels"]["cells"])
+    label_attrs = getattr(label.attributes, "ome", label.attributes)
+    assert [c.label_value for c in label_attrs.image_label.colors] == [1, 2]
+    assert np.array_equal(np.asarray(root["labels"]["cells"]["1"]), labels[..., ::2, ::2])

@@ -83,3 +83,24 @@ def test_api_segment_writes_named_channels_label_map_and_png(bundles, tmp_path):
     assert lmeta.voxel_size_um[1] == pytest.approx(0.1)
     png = paths["overlay"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # the same label map as an NGFF label image (validated with the NGFF models; ome-zarr's reader, which
+    # napari-ome-zarr uses, finds it as a label layer with the compartment colours)
+    import zarr
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+    from ome_zarr_models.v04.image import Image
+    from ome_zarr_models.v04.image_label import ImageLabel
+
+    from stainfree.inference.segment import COMPARTMENT_COLORS
+
+    root = zarr.open_group(str(paths["ngff"]), mode="r")
+    image = Image.from_zarr(root)
+    assert [a.name for a in image.attributes.multiscales[0].axes] == ["z", "y", "x"]
+    label = ImageLabel.from_zarr(root["labels"]["compartments"])
+    meta_label = label.attributes.image_label
+    colors = {c.label_value: tuple(c.rgba) for c in meta_label.colors}
+    mito = compartment_id("mitochondria")
+    assert colors[mito] == (*COMPARTMENT_COLORS["mitochondria"], 255)
+    assert np.array_equal(np.asarray(root["labels"]["compartments"]["0"]), labels)
+    nodes = list(Reader(parse_url(str(paths["ngff"])))())
+    assert any(isinstance(spec, Label) for n in nodes for spec in n.specs)

@@ -290,16 +290,18 @@ def write_segmentation(
     name: str = "segmentation",
     priority: Sequence[str] | None = None,
 ) -> dict[str, Path]:
-    """Write the 15 masks, the label map and a colour overlay PNG.
+    """Write the 15 masks, the label map, an OME-Zarr with NGFF labels and a colour overlay PNG.
 
     Files: ``<name>_masks.ome.tif`` (CZYX uint8, 15 channels named by compartment), ``<name>_labels.ome.tif``
-    (ZYX uint8) and ``<name>_overlay.png`` (left: the z slice through the most cell interior, right: maximum
-    projection; intensity in grey, compartments in COMPARTMENT_COLORS).
+    (ZYX uint8), ``<name>.ome.zarr`` (NGFF 0.4: the Nile Red intensity, and the label map as the NGFF label
+    image ``labels/compartments`` with the compartment colours and names) and ``<name>_overlay.png`` (left:
+    the z slice through the most cell interior, right: maximum projection; intensity in grey, compartments in
+    COMPARTMENT_COLORS).
 
     Returns
     -------
     dict
-        ``{"masks": path, "labels": path, "overlay": path}``.
+        ``{"masks": path, "labels": path, "ngff": path, "overlay": path}``.
     """
     import matplotlib
 
@@ -323,6 +325,21 @@ def write_segmentation(
         ),
         "labels": write_ome_tiff(out / f"{name}_labels.ome.tif", lab, "ZYX", voxel_size_um=voxel_size_um),
     }
+    # the same as OME-Zarr (NGFF 0.4): the intensity image with the label map as an NGFF labels group,
+    # coloured and named by compartment, which napari-ome-zarr and other NGFF viewers show as labels
+    from stainfree.io.writers import create_ome_zarr
+
+    with create_ome_zarr(
+        out / f"{name}.ome.zarr", inten.shape, np.float32, "ZYX", voxel_size_um, ["nile_red_intensity"]
+    ) as zw:
+        zw.array[...] = inten
+        zw.add_labels(
+            "compartments",
+            lab,
+            colors={compartment_id(c): (*COMPARTMENT_COLORS[c], 255) for c in COMPARTMENTS},
+            properties={compartment_id(c): c for c in COMPARTMENTS},
+        )
+    paths["ngff"] = out / f"{name}.ome.zarr"
     if priority is None:
         from stainfree.catalog import load_catalog
 

@@ -1,5 +1,7 @@
 """Writers: OME-TIFF and OME-Zarr images with axes, voxel size and channel names; tables, JSON, PNG.
 
+OME-Zarr pixels are written block by block (bounded memory) with zarr; the NGFF metadata (multiscales,
+omero, labels and image-label) through the ``ome-zarr`` library, for NGFF 0.4 (Zarr v2) or 0.5 (Zarr v3).
 Every write is atomic (through :func:`stainfree.io.atomic.atomic_path`).
 """
 
@@ -240,8 +242,8 @@ class OmeZarrWriter:
                             small
                         )
 
-    def _metadata(self) -> dict:
-        datasets = [
+    def _datasets(self) -> list[dict]:
+        return [
             {
                 "path": str(level),
                 "coordinateTransformations": [
@@ -250,11 +252,9 @@ class OmeZarrWriter:
             }
             for level in range(len(self.levels))
         ]
-        multiscale: dict = {
-            "name": self.path.name.split(".")[0],
-            "axes": ngff_axes(self.axes, self.voxel_size_um),
-            "datasets": datasets,
-        }
+
+    def _omero(self) -> dict:
+        """Channel names, colours and display windows (the ``omero`` block viewers read)."""
         smallest = np.asarray(self.levels[-1][...])
         if "C" in self.axes:
             smallest = np.moveaxis(smallest, self.axes.index("C"), 0)
@@ -279,18 +279,100 @@ class OmeZarrWriter:
                     "window": {"min": full[0], "max": full[1], "start": lo, "end": hi},
                 }
             )
-        omero = {"channels": channels, "rdefs": {"model": "greyscale" if len(channels) == 1 else "color"}}
+        return {"channels": channels, "rdefs": {"model": "greyscale" if len(channels) == 1 else "color"}}
+
+    def _format(self) -> Any:
+        from ome_zarr.format import FormatV04, FormatV05
+
+        return FormatV04() if self.ngff_version == "0.4" else FormatV05()
+
+    def add_labels(
+        self,
+        name: str,
+        labels: np.ndarray,
+        *,
+        colors: dict[int, Sequence[int]] | None = None,
+        properties: dict[int, str] | None = None,
+    ) -> None:
+        """Add a label image (same axes as the image, without C) as the NGFF ``labels/<name>`` group.
+
+        Parameters
+        ----------
+        name : str
+            Name of the label image.
+        labels : ndarray
+            Integer labels, shape of the image without its channel axis.
+        colors : dict, optional
+            RGBA (0-255) per label value, written as ``image-label`` colours.
+        properties : dict, optional
+            A name per label value, written as ``image-label`` properties (``class``).
+        """
+        from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
+        axes = self.axes.replace("C", "")
+        labels = np.asarray(labels)
+        expected = tuple(s for a, s in zip(self.axes, self.array.shape, strict=True) if a != "C")
+        if labels.shape != expected or labels.dtype.kind not in "ui":
+            raise ValueError(
+                f"labels must be integers of shape {expected}, got {labels.dtype} {labels.shape}"
+            )
+        if colors and properties and set(colors) != set(properties):
+            raise ValueError("labels: colours and properties must name the same label values (NGFF)")
+        root = self._group.require_group("labels")
+        group = root.create_group(name)
+        kwargs: dict = {"dimension_names": [a.lower() for a in axes]}
         if self.ngff_version == "0.4":
-            return {"multiscales": [{"version": "0.4", **multiscale}], "omero": omero}
-        return {"ome": {"version": "0.5", "multiscales": [multiscale], "omero": omero}}
+            kwargs = {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
+        level = labels
+        datasets = []
+        for k in range(len(self.levels)):
+            chunks = tuple(
+                min(c, s) for c, s in zip(default_chunks(level.shape, axes), level.shape, strict=True)
+            )
+            arr = group.create_array(str(k), shape=level.shape, dtype=level.dtype, chunks=chunks, **kwargs)
+            arr[...] = level
+            datasets.append(
+                {
+                    "path": str(k),
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": ngff_scale(axes, self.voxel_size_um, k)}
+                    ],
+                }
+            )
+            level = level[..., ::2, ::2]
+        fmt = self._format()
+        write_multiscales_metadata(
+            group, datasets, fmt=fmt, axes=ngff_axes(axes, self.voxel_size_um), name=name
+        )
+        write_label_metadata(  # the image-label block, and the name in the labels group's list
+            root,
+            name,
+            colors=[
+                {"label-value": int(v), "rgba": [int(c) for c in rgba]} for v, rgba in (colors or {}).items()
+            ],
+            properties=[{"label-value": int(v), "class": str(n)} for v, n in (properties or {}).items()],
+            fmt=fmt,
+        )
+        if self.ngff_version == "0.5":  # ome-zarr leaves the version out of the labels group's ome block
+            ome = root.attrs.get("ome")
+            root.attrs["ome"] = {**(ome if isinstance(ome, dict) else {}), "version": "0.5"}
 
     def finalize(self) -> Path:
         """Compute the pyramid, write the NGFF metadata and move the store to its path; returns the path."""
         if not self._open:
             raise RuntimeError("this OME-Zarr writer is already closed")
         try:
+            from ome_zarr.writer import write_multiscales_metadata
+
             self._downsample()
-            self._group.attrs.update(self._metadata())
+            write_multiscales_metadata(
+                self._group,
+                self._datasets(),
+                fmt=self._format(),
+                axes=ngff_axes(self.axes, self.voxel_size_um),
+                name=self.path.name.split(".")[0],
+                metadata={"omero": self._omero()},
+            )
         except BaseException as exc:
             self.abort(exc)
             raise
