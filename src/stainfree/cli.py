@@ -350,8 +350,12 @@ def make_masks_cmd(
             "of same names).",
         ),
     ] = None,
+    ld_bundle: Annotated[
+        Path | None,
+        typer.Option("--ld-bundle", help="LD network run on each image; its droplets are zeroed first."),
+    ] = None,
     ld_threshold: Annotated[
-        float, typer.Option("--ld-threshold", help="Threshold of an LD probability map.")
+        float, typer.Option("--ld-threshold", help="Threshold of an LD probability map or LD network.")
     ] = 0.5,
     method: Annotated[str, typer.Option(help="'threshold' (automatic local) or 'fgnet'.")] = "threshold",
     fgnet: Annotated[Path | None, typer.Option(help="FG-net bundle for --method fgnet.")] = None,
@@ -360,7 +364,14 @@ def make_masks_cmd(
     from stainfree import api
 
     paths = api.make_masks(
-        in_dir, out, method=method, bleed=bleed, ld_mask=ld_mask, fgnet=fgnet, ld_threshold=ld_threshold
+        in_dir,
+        out,
+        method=method,
+        bleed=bleed,
+        ld_mask=ld_mask,
+        fgnet=fgnet,
+        ld_threshold=ld_threshold,
+        ld_bundle=ld_bundle,
     )
     for p in paths:
         typer.echo(str(p))

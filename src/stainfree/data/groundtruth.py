@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -239,7 +240,7 @@ def make_masks(
     *,
     method: str = "threshold",
     bleed: float = 0.05,
-    ld_mask: str | os.PathLike | None = None,
+    ld_mask: str | os.PathLike | Callable[[np.ndarray, Any], np.ndarray] | None = None,
     fgnet: Callable[[np.ndarray], np.ndarray] | None = None,
     block_size: int = 31,
     min_size: int = 4,
@@ -258,8 +259,10 @@ def make_masks(
         Automatic local threshold or an FG-net bundle (``fgnet`` required).
     bleed : float
         Bleed-through coefficient ``r`` of ``G - r * Y`` (skipped when the image has no yellow channel).
-    ld_mask : path, optional
-        Lipid-droplet mask: one file for all images, or a folder with a file of the same name per image; a
+    ld_mask : path or callable, optional
+        A function ``(czyx, meta) -> bool (Z, Y, X)`` that finds the lipid droplets of each image (an LD
+        network), or a lipid-droplet mask: one file for all images, or a folder with a file of the same name
+        per image; a
         binary mask, a probability map or a ``segment`` output (see :func:`lipid_droplet_mask`).
     fgnet : callable, optional
         For ``method="fgnet"``: a function image (YX or ZYX) -> uint8 mask, such as
@@ -300,7 +303,10 @@ def make_masks(
         czyx = as_czyx(np.asarray(arr), meta.axes)
         gfp, yellow = split_colocalization(czyx, meta.channel_names, source=str(f))
         g = subtract_bleedthrough(gfp, yellow, bleed) if yellow is not None else gfp.astype(np.float32)
-        if ld_mask is not None:
+        if callable(ld_mask):  # an LD network run on this image (see workflows.organelles.make_masks)
+            m = np.asarray(ld_mask(czyx, meta), dtype=bool).reshape(g.shape)
+            g = zero_inside(g, m)
+        elif ld_mask is not None:
             lp = Path(ld_mask)
             lp = lp / f.name if lp.is_dir() else lp
             if not lp.exists():

@@ -426,12 +426,15 @@ def make_masks(
     ld_mask: str | Path | None = None,
     fgnet: str | Path | Callable[[np.ndarray], np.ndarray] | None = None,
     ld_threshold: float = 0.5,
+    ld_bundle: str | Path | None = None,
 ) -> list[Path]:
     """Ground-truth masks from colocalization images (see :func:`stainfree.data.groundtruth.make_masks`;
     ``ld_mask`` may be a binary mask, an LD probability map (``> ld_threshold``) or a ``segment`` output).
 
     ``fgnet`` (for ``method="fgnet"``) is an FG-net bundle path, loaded here with
-    :func:`stainfree.inference.fgnet.fgnet_predictor`, or such a predictor already made.
+    :func:`stainfree.inference.fgnet.fgnet_predictor`, or such a predictor already made. ``ld_bundle`` is
+    a lipid-droplet network run on each image's Nile Red channels (by name, or yellow and red as the first
+    two of three unnamed channels); its probability ``> ld_threshold`` is zeroed (instead of ``ld_mask``).
     """
     from stainfree.data.groundtruth import make_masks as _make_masks
 
@@ -443,15 +446,48 @@ def make_masks(
             from stainfree.inference.fgnet import fgnet_predictor
 
             predictor = fgnet_predictor(fgnet)
+    ld: Any = ld_mask
+    if ld_bundle is not None:
+        if ld_mask is not None:
+            from stainfree.errors import InputError
+
+            raise InputError(str(ld_bundle), "give either an LD mask or an LD bundle, not both")
+        ld = ld_network_mask(ld_bundle, threshold=ld_threshold)
     return _make_masks(
         folder_or_files,
         out_dir,
         method=method,
         bleed=bleed,
-        ld_mask=ld_mask,
+        ld_mask=ld,
         fgnet=predictor,
         ld_threshold=ld_threshold,
     )
+
+
+def ld_network_mask(bundle: str | Path, *, threshold: float = 0.5) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """A function ``(czyx, meta) -> bool (Z, Y, X)``: the voxels an LD network calls lipid droplets.
+
+    Unnamed three-channel images are read as (yellow, red, GFP), as colocalization images are.
+    """
+    from dataclasses import replace
+
+    from stainfree.inference.predict import predict_with_bundle
+    from stainfree.models.bundle import load_bundle
+
+    b = load_bundle(bundle)
+
+    def find(czyx: np.ndarray, meta: Any) -> np.ndarray:
+        import numpy as np
+
+        names = tuple(meta.channel_names or ())
+        if not names and czyx.shape[0] == 3:
+            meta = replace(meta, channel_names=("yellow", "red", "gfp"))
+        meta = replace(meta, axes="CZYX", shape=tuple(czyx.shape))
+        prob, _ = predict_with_bundle(b, czyx, meta)
+        prob = np.asarray(prob)
+        return prob[0].reshape(czyx.shape[1:]) > threshold
+
+    return find
 
 
 def train_fgnet(
