@@ -391,13 +391,36 @@ def segment_cmd(
         bool,
         typer.Option("--tta", help="Test-time augmentation: average 8 flipped/turned views (8x the time)."),
     ] = False,
+    alignment: Annotated[
+        str,
+        typer.Option(
+            "--alignment",
+            help="Red onto yellow for the written intensity: auto, none, or a shift Z,Y,X in pixels "
+            "(each network aligns its input as its bundle says).",
+        ),
+    ] = "auto",
 ) -> None:
     """Segment 15 compartments from one Nile Red image: masks (15 named channels), label map, overlay PNG."""
     from stainfree import api
+    from stainfree.errors import InputError
 
+    align: str | tuple[float, float, float] = alignment
+    if alignment not in ("auto", "none"):
+        try:
+            z, y, x = (float(v) for v in alignment.split(","))
+        except ValueError:
+            raise InputError(alignment, "--alignment must be auto, none or Z,Y,X (pixels)") from None
+        align = (z, y, x)
     target = bundles[0] if len(bundles) == 1 else bundles
     paths = api.segment(
-        nilered_image, target, out, catalog=catalog, threshold=threshold, progress=True, tta=tta
+        nilered_image,
+        target,
+        out,
+        catalog=catalog,
+        threshold=threshold,
+        progress=True,
+        tta=tta,
+        alignment=align,
     )
     for key, p in paths.items():
         typer.echo(f"{key}: {p}")

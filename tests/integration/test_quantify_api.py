@@ -214,3 +214,24 @@ def test_data_set_manifest_stacks_fields(tmp_path):
     assert set(tables["contacts"]["field"]) == {"field_000", "field_001"}
     meta = json.loads((tmp_path / "out" / "quantify.json").read_text())
     assert [f["field"] for f in meta["fields"]] == ["field_000", "field_001"]
+
+
+def test_nilered_channels_are_aligned_before_the_ratio_and_the_shift_is_recorded(tmp_path):
+    from scipy import ndimage
+
+    lab, inst, cells = small_field()
+    rng = np.random.default_rng(0)
+    yellow = (100 + 50 * ndimage.gaussian_filter(rng.random(lab.shape), 1.5)).astype(np.float32)
+    yellow[lab == compartment_id("lipid_droplet")] += 100
+    red = ndimage.shift(0.8 * yellow, (0.0, 1.0, -1.5), order=3, mode="nearest").astype(np.float32)
+    nile = np.stack([yellow, red])
+    out = tmp_path / "q"
+    api.quantify(lab, out, nilered=nile, voxel_size_um=VOX, kind="labels")
+    meta = json.loads((out / "quantify.json").read_text())
+    shift = meta["nilered_channel_shift_px"][0]
+    assert np.allclose(shift, [0.0, -1.0, 1.5], atol=0.15)  # red moved back onto yellow
+    api.quantify(lab, tmp_path / "n", nilered=nile, voxel_size_um=VOX, kind="labels",
+                 config=QuantifyConfig(channel_alignment="none"))  # fmt: skip
+    meta_n = json.loads((tmp_path / "n" / "quantify.json").read_text())
+    shift_n = meta_n["nilered_channel_shift_px"][0]
+    assert shift_n == [0.0, 0.0, 0.0]

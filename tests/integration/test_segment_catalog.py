@@ -104,3 +104,19 @@ def test_api_segment_writes_named_channels_label_map_and_png(bundles, tmp_path):
     assert np.array_equal(np.asarray(root["labels"]["compartments"]["0"]), labels)
     nodes = list(Reader(parse_url(str(paths["ngff"])))())
     assert any(isinstance(spec, Label) for n in nodes for spec in n.specs)
+    # the red-onto-yellow shift used for the written intensity is recorded with the outputs
+    import json
+
+    rec = json.loads(paths["alignment"].read_text())
+    assert len(rec["red_onto_yellow_shift_px"]) == 3 and rec["alignment"] == "auto"
+
+
+def test_catalog_networks_align_the_nile_red_channels_and_bundles_record_it(tmp_path):
+    from stainfree.catalog import load_catalog
+    from stainfree.workflows.organelles import catalog_training_job
+
+    net = load_catalog().networks[0]
+    job = catalog_training_job(net, tmp_path / "m.csv", tmp_path / "run")
+    assert job.data.channel_alignment == "auto"
+    fixed = catalog_training_job(net, tmp_path / "m.csv", tmp_path / "run", channel_alignment=(0.0, 0.5, 0.5))
+    assert fixed.data.channel_alignment == (0.0, 0.5, 0.5)

@@ -65,6 +65,7 @@ def test_tiny_binary_fit_beats_chance_on_ratio_separable_case(tmp_path):
     )
     b = load_bundle(bundle)
     assert b.config.class_names == ["early_endosome"] and b.config.input_transform == "ratiometric"
+    assert b.config.channel_alignment == "auto"  # red onto yellow before the ratio, as trained
     x, truth = pairs[3]
     prob, _ = predict_with_bundle(b, x, meta)
     pred = np.asarray(prob)[0] >= 0.5

@@ -121,3 +121,31 @@ def test_gfp_bleed_through_is_five_percent_of_yellow(sim):
     gfp = sim.nilered_clean[2].astype(np.float64) - off - bg - sim.components["gfp_own"]
     assert np.allclose(gfp, 0.05 * yellow, atol=1e-3)
     assert pearson(sim.nilered_clean[2], sim.components["gfp_own"]) > 0.9
+
+
+def test_the_ratio_pipeline_recovers_and_undoes_the_simulated_chromatic_shift(sim):
+    from stainfree.config import DataConfig
+    from stainfree.data.align import align_for_ratio
+    from stainfree.data.preprocess import prepare_input_with_stats
+    from stainfree.types import ImageMeta
+
+    yellow, red = sim.nilered[0].astype(np.float32), sim.nilered[1].astype(np.float32)
+    recorded = np.array(sim.metadata["nilered"]["chromatic_shift_voxels"])
+    aligned, shift = align_for_ratio(yellow, red, "auto")
+    assert np.allclose(-np.array(shift)[1:], recorded[1:], atol=0.25)  # from the noisy image
+    assert pearson(yellow, aligned) > pearson(yellow, red)
+    _, none = align_for_ratio(yellow, red, "none")
+    assert none == (0.0, 0.0, 0.0)
+    # the ratiometric input of a network: the same as aligning by hand, and not the unaligned one
+    czyx = np.stack([yellow, red])
+    meta = ImageMeta(axes="CZYX", shape=czyx.shape, dtype="float32", channel_names=("yellow", "red"))
+    base = {"signal_channels": ["yellow", "red"], "input_transform": "ratiometric", "voxel_size_um": None}
+    x_auto, _ = prepare_input_with_stats(czyx, DataConfig(channel_alignment="auto", **base), meta)
+    x_by_hand, _ = prepare_input_with_stats(
+        np.stack([yellow, aligned]), DataConfig(channel_alignment="none", **base), meta
+    )
+    x_none, _ = prepare_input_with_stats(czyx, DataConfig(**base), meta)
+    assert np.allclose(x_auto, x_by_hand, atol=1e-5) and not np.allclose(x_auto[1], x_none[1], atol=1e-3)
+    # a known shift (e.g. from beads) is applied as given
+    _, given = align_for_ratio(yellow, red, (0.0, 0.5, -0.25))
+    assert given == (0.0, 0.5, -0.25)

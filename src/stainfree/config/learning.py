@@ -121,6 +121,13 @@ class DataConfig(StrictModel):
     ratio_clip_percentile: float = Field(
         99.9, description="Ratiometric: percentile at which the ratio is clipped."
     )
+    channel_alignment: Literal["none", "auto"] | tuple[float, float, float] = Field(
+        "none",
+        description="Ratiometric: translation of the red channel onto the yellow one before intensity "
+        "and ratio (chromatic shift; a misaligned pair smears the ratio at every membrane edge): 'auto' "
+        "estimates it from each image (phase correlation, subpixel), (z, y, x) pixels applies a known one "
+        "(e.g. from a bead image), 'none' leaves the channels as they are.",
+    )
     normalization: Literal["zscore", "percentile", "none"] = Field(
         "zscore", description="Per-channel normalization of the inputs."
     )
@@ -428,6 +435,10 @@ class BundleConfig(StrictModel):
     )
     ratio_background_threshold: float | None = Field(None, description="Ratiometric background threshold.")
     ratio_clip_percentile: float = Field(99.9, description="Ratiometric clip percentile.")
+    channel_alignment: Literal["none", "auto"] | tuple[float, float, float] = Field(
+        "none",
+        description="Ratiometric: red-onto-yellow translation applied before the ratio (see DataConfig).",
+    )
     normalization: Literal["zscore", "percentile", "none"] = Field(
         "zscore", description="Input normalization."
     )

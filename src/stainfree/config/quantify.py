@@ -15,6 +15,11 @@ class QuantifyConfig(StrictModel):
 
     version: int = Field(CONFIG_VERSION, description="Configuration format version.")
     min_size_voxels: int = Field(10, ge=1, description="Objects with fewer voxels are dropped.")
+    channel_alignment: Literal["none", "auto"] | tuple[float, float, float] = Field(
+        "auto",
+        description="A Nile Red image (--nilered): translation of red onto yellow before the ratio ('auto' "
+        "estimated per frame, (z, y, x) pixels, or 'none'); the shifts used go to quantify.json.",
+    )
     connectivity: int = Field(
         3, ge=1, le=3, description="Connected components: 1 = faces (6 in 3D), 2 = +edges (18), 3 = +corners."
     )

@@ -262,11 +262,13 @@ def prepare_input_with_stats(
             raise InputError(
                 source, f"{transform} input needs two signal channels [yellow, red], got {x.shape[0]}"
             )
+        from stainfree.data.align import align_for_ratio
         from stainfree.data.ratiometric import intensity_ratio
 
+        red, _ = align_for_ratio(x[0], x[1], _get(cfg, "channel_alignment", "none"))
         intensity, ratio = intensity_ratio(
             x[0],
-            x[1],
+            red,
             offset=_get(cfg, "ratio_offset", "auto"),
             background_threshold=_get(cfg, "ratio_background_threshold"),
             clip_percentile=_get(cfg, "ratio_clip_percentile", 99.9),

@@ -443,6 +443,7 @@ def _fit_prepared(
         ratio_offset=dc.ratio_offset,
         ratio_background_threshold=dc.ratio_background_threshold,
         ratio_clip_percentile=dc.ratio_clip_percentile,
+        channel_alignment=dc.channel_alignment,
         normalization=dc.normalization,
         percentile_range=dc.percentile_range,
         normalization_scope=dc.normalization_scope,

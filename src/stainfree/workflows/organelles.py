@@ -76,6 +76,7 @@ def catalog_training_job(
     freeze_encoder: bool = False,
     loss: str | None = None,
     foreground_fraction: float | None = None,
+    channel_alignment: str | tuple[float, float, float] = "auto",
 ) -> TrainingJob:
     """The TrainingJob of one catalog network: the LiCAI recipe through the shared
     :func:`stainfree.train.fit.fit`.
@@ -92,7 +93,7 @@ def catalog_training_job(
     rare structures faster on a short budget). ``foreground_fraction`` (default: the net's; 0.5 for every
     net of the packaged catalog) of the training and validation patches are centred on a voxel of one of
     the net's structures (drawn uniformly; every class of a net without background class, label 0
-    included).
+    included). ``channel_alignment`` (default ``auto``) moves red onto yellow before the ratio.
     """
     from stainfree.catalog import load_catalog
     from stainfree.config import DataConfig, ModelConfig, TrainConfig, TrainingJob
@@ -111,6 +112,7 @@ def catalog_training_job(
         input_mode="3d" if dims == 3 else "2d",
         voxel_size_um=voxel_size_um,
         input_transform=transform,
+        channel_alignment=channel_alignment,
         normalization="zscore",
         patch_shape=list(patch_shape),
         foreground_fraction=net.foreground_fraction if foreground_fraction is None else foreground_fraction,
@@ -351,6 +353,7 @@ def segment(
     name: str | None = None,
     progress: bool = False,
     tta: bool = False,
+    alignment: str | tuple[float, float, float] = "auto",
 ) -> dict[str, Path]:
     """Segment the 15 compartments of one Nile Red image with the catalog's bundles.
 
@@ -369,11 +372,14 @@ def segment(
         Probability threshold of binary nets.
     tta : bool
         Test-time augmentation of every network (8 views, 8x the time).
+    alignment : {"auto", "none"} or (z, y, x)
+        Red moved onto yellow for the intensity written with the masks (each network aligns its own input
+        as its bundle says); the shift goes to ``<name>_alignment.json``.
 
     Returns
     -------
     dict
-        Paths of ``masks``, ``labels`` and ``overlay``.
+        Paths of ``masks``, ``labels``, ``ngff``, ``overlay`` and ``alignment``.
     """
     from dataclasses import replace
 
@@ -404,9 +410,21 @@ def segment(
         progress=progress,
         tta=tta,
     )
-    intensity = (czyx[iy].astype(np.float32) + czyx[ir].astype(np.float32)) / 2
+    from stainfree.data.align import align_for_ratio
+    from stainfree.io.writers import write_json
+
+    red, shift = align_for_ratio(czyx[iy], czyx[ir], alignment)
+    intensity = (czyx[iy].astype(np.float32) + red) / 2
     stem = name or Path(nilered_image).name.split(".")[0]
-    return write_segmentation(
+    vox = meta.voxel_size_um
+    record = {
+        "source": str(nilered_image),
+        "red_onto_yellow_shift_px": list(shift),
+        "red_onto_yellow_shift_um": [None if v is None else s * v for s, v in zip(shift, vox, strict=True)],
+        "alignment": alignment if isinstance(alignment, str) else list(alignment),
+    }
+    alignment_path = write_json(Path(out_dir) / f"{stem}_alignment.json", record)
+    paths = write_segmentation(
         out_dir,
         masks,
         labels,
@@ -415,6 +433,7 @@ def segment(
         name=stem,
         priority=load_catalog(catalog or "organelles_v1").label_priority,
     )
+    return {**paths, "alignment": alignment_path}
 
 
 def make_masks(

@@ -32,11 +32,16 @@ def _quantify_aux(
 
 
 def _quantify_nilered(
-    value: str | Path | np.ndarray, n_frames: int, spatial: tuple[int, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Intensity (Y+R)/2 and ratio R/Y per frame from a Nile Red image (path or (T,)C,spatial array)."""
+    value: str | Path | np.ndarray,
+    n_frames: int,
+    spatial: tuple[int, ...],
+    alignment: str | tuple[float, float, float] = "auto",
+) -> tuple[np.ndarray, np.ndarray, list[list[float]]]:
+    """Intensity (Y+R)/2 and ratio R/Y per frame from a Nile Red image (path or (T,)C,spatial array), red
+    moved onto yellow first; and the (z, y, x) shift used per frame."""
     import numpy as np
 
+    from stainfree.data.align import align_for_ratio
     from stainfree.data.ratiometric import intensity_ratio
     from stainfree.errors import InputError
     from stainfree.quantify.inputs import load_frames_image
@@ -53,8 +58,12 @@ def _quantify_nilered(
         )
     iy = chans.index("yellow") if "yellow" in chans else 0
     ir = chans.index("red") if "red" in chans else 1
-    pairs = [intensity_ratio(arr[t, iy], arr[t, ir], offset="auto") for t in range(arr.shape[0])]
-    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    pairs, shifts = [], []
+    for t in range(arr.shape[0]):
+        red, shift = align_for_ratio(arr[t, iy], arr[t, ir], alignment)
+        pairs.append(intensity_ratio(arr[t, iy], red, offset="auto"))
+        shifts.append([round(v, 3) for v in shift])
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), shifts
 
 
 def quantify(
@@ -192,8 +201,9 @@ def _quantify_one(
         interval = frame_interval_from_json(extras["json"])
         if interval is not None:
             cfg = cfg.model_copy(update={"frame_interval_s": interval})
+    shifts = None
     if nilered is not None:
-        intensity, ratio = _quantify_nilered(nilered, n_t, spatial)
+        intensity, ratio, shifts = _quantify_nilered(nilered, n_t, spatial, cfg.channel_alignment)
     intensity = _quantify_aux(intensity, "intensity image", n_t, spatial)
     ratio = _quantify_aux(ratio, "ratio image", n_t, spatial)
     cells = _quantify_aux(cells, "cell map", n_t, spatial)
@@ -218,4 +228,6 @@ def _quantify_one(
         "frame_interval_s": cfg.frame_interval_s,
         "structures": list(cfg.structures or source.names),
     }
+    if shifts is not None:
+        meta["nilered_channel_shift_px"] = shifts  # red onto yellow, (z, y, x) per frame
     return tables, meta
