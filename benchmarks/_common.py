@@ -53,7 +53,11 @@ def finish(name: str, results: Mapping[str, Any], *, quick: bool, skip: tuple[st
 
 
 def set_threads(n: int = 1) -> None:
-    """Torch intra-op threads (one per process on a 2-core machine avoids OpenMP oversubscription)."""
+    """Torch intra-op threads (one per process on a 2-core machine avoids OpenMP oversubscription), and the
+    allocator setting the CLI uses (:func:`stainfree.runtime.keep_freed_memory`)."""
     import torch
 
+    from stainfree.runtime import keep_freed_memory
+
     torch.set_num_threads(n)
+    keep_freed_memory()

@@ -23,6 +23,14 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _start() -> None:
+    """In-silico labeling of live cells: virtual staining, organelles from one dye, quantification."""
+    from stainfree.runtime import keep_freed_memory
+
+    keep_freed_memory()  # large tensors reused instead of faulted in again for every tile and batch
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run a command; a StainfreeError becomes one line on stderr and exit code 2."""
 

@@ -116,3 +116,12 @@ def test_image_stats_ignores_non_finite_values() -> None:
         stats = image_stats(arr)
         assert stats == {"min": -2.0, "max": 1.0, "nan": 1, "inf": 1}
     assert image_stats(np.array([[3, 9]], np.uint16)) == {"min": 3.0, "max": 9.0, "nan": 0, "inf": 0}
+
+
+def test_allocator_setting_takes_effect_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = "from stainfree.runtime import keep_freed_memory; print(keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"  # glibc here; False (and no error) elsewhere
