@@ -314,7 +314,7 @@ def _read_tiff(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMet
     return _finish(data, axes, path, fmt, voxel, names, lazy=lazy, validate=validate)
 
 
-# ----- CZI (bioio) ------------------------------------------------------------------------------------------
+# ----- CZI, ND2, LIF (bioio) -------------------------------------------------------------------------------
 
 
 def _read_vendor(path: Path, fmt: str, *, lazy: bool, validate: bool) -> tuple[Any, ImageMeta]:
@@ -330,6 +330,8 @@ def _read_vendor(path: Path, fmt: str, *, lazy: bool, validate: bool) -> tuple[A
         raise InputError(
             path, f"reading {label} needs the {package} package (pip install {package})"
         ) from None
+    if fmt == "lif":
+        _check_lif_blocks(path)
     try:
         image = BioImage(path, reader=plugin.Reader)
         dims = image.dims.order
@@ -347,6 +349,29 @@ def _read_vendor(path: Path, fmt: str, *, lazy: bool, validate: bool) -> tuple[A
     return _finish(
         data, axes, path, fmt, voxel, names, lazy=lazy, validate=validate, extra={"scenes": n_scenes}
     )
+
+
+def _check_lif_blocks(path: Path) -> None:
+    """Refuse a LIF file whose XML does not parse or whose image data runs past the end of the file.
+
+    liffile records memory blocks without reading them, so a file cut inside the pixel data would otherwise
+    open fine and fail only when (lazily) read.
+    """
+    from liffile import LifFile
+
+    size = path.stat().st_size
+    try:
+        with LifFile(path) as lif:
+            blocks = list(lif.memory_blocks.values())
+    except Exception as exc:  # noqa: BLE001 - LifFileError, struct/Unicode/XML errors: not a readable LIF
+        raise InputError(path, f"corrupt or unreadable LIF file: {_short(exc)}") from None
+    for block in blocks:
+        if block.offset >= 0 and block.offset + block.size > size:
+            raise InputError(
+                path,
+                f"truncated LIF file: memory block {block.id!r} needs {block.size} bytes from offset "
+                f"{block.offset}, the file has {size} bytes",
+            )
 
 
 # ----- OME-Zarr ---------------------------------------------------------------------------------------------

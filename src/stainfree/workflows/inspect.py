@@ -53,7 +53,13 @@ def info(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
                 voxel_size_um=meta.voxel_size_um,
                 channels=meta.channel_names,
             )
-            stats = image_stats(array)
+            try:  # lazy arrays read the file only now: a truncated or corrupt file fails here
+                stats = image_stats(array)
+            except MemoryError:
+                raise InputError(path, "too large to compute the intensity range in memory") from None
+            except Exception as exc:  # noqa: BLE001 - any failure while reading pixels is the file's problem
+                text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                raise InputError(path, f"corrupt or unreadable file: {text}") from None
             row.update(min=stats["min"], max=stats["max"])
             if stats["nan"]:
                 raise InputError(path, f"image contains {stats['nan']} NaN value(s)")
