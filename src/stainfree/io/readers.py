@@ -1,4 +1,4 @@
-"""Readers: one entry point, :func:`read_image`, for TIFF, ImageJ, OME-TIFF, CZI, OME-Zarr and slice series.
+"""Readers: one entry point, :func:`read_image`, for TIFF, OME-TIFF, CZI, ND2, LIF, OME-Zarr and slices.
 
 Every reader returns the array in canonical ``(T)(C)ZYX`` order (singleton T, C and Z dropped) with an
 :class:`~stainfree.types.ImageMeta`. Bad input raises :class:`~stainfree.errors.InputError` naming the file.
@@ -175,10 +175,11 @@ def read_image(
     Parameters
     ----------
     path : path-like
-        A TIFF / ImageJ hyperstack / OME-TIFF / CZI file, an OME-Zarr folder, a PNG/JPEG file, or a glob
-        pattern (e.g. ``"stack/slice_*.png"``) of 2D slices of equal shape stacked into Z in natural order.
+        A TIFF / ImageJ hyperstack / OME-TIFF / CZI / ND2 / LIF file, an OME-Zarr folder, a PNG/JPEG file,
+        or a glob pattern (e.g. ``"stack/slice_*.png"``) of 2D slices of equal shape stacked into Z in natural
+        order.
     lazy : bool
-        Return a dask array where the format allows it (OME-Zarr, TIFF, CZI); otherwise numpy.
+        Return a dask array where the format allows it (OME-Zarr, TIFF, CZI, ND2, LIF); otherwise numpy.
     validate : bool
         Check dimensions (2D to 5D), size (> 0) and, for data read into memory, that floats are finite.
         Constant images are accepted here; use :func:`check_image` for that.
