@@ -47,6 +47,94 @@ _UNIT_TO_UM: dict[str, float] = {
 #: Screen/print resolutions that say nothing about the sample (TIFF inch resolution tags).
 
 
+# ----- size and pixel-type limits (checked before any pixel is read) -------------------------------------
+
+#: More channels than this is taken as a misread header, not a microscope image.
+MAX_CHANNELS = 256
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation now (``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def check_size(
+    shape: Sequence[int],
+    dtype: Any,
+    source: str | os.PathLike,
+    max_bytes: int | None,
+    *,
+    what: str = "image",
+) -> int:
+    """Refuse an array whose header-claimed size exceeds ``max_bytes``, before anything is allocated.
+
+    Parameters
+    ----------
+    shape, dtype
+        What the file's header claims.
+    source : path-like or str
+        Named in the error.
+    max_bytes : int or None
+        Limit in bytes; None means the memory available now (no limit where that is unknown).
+    what : str
+        What the size is of (``"image"``, ``"chunk"``), for the message.
+
+    Returns
+    -------
+    int
+        The claimed size in bytes.
+
+    Raises
+    ------
+    InputError
+        When the claimed size is over the limit.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    claimed = itemsize
+    for s in shape:
+        claimed *= int(s)
+    limit = available_memory() if max_bytes is None else int(max_bytes)
+    if limit is not None and claimed > limit:
+        dims = " x ".join(str(int(s)) for s in shape)
+        where = "max_bytes" if max_bytes is not None else "the memory available"
+        raise InputError(
+            source,
+            f"header claims a {dims} {np.dtype(dtype)} {what} ({_fmt_bytes(claimed)}), more than {where} "
+            f"({_fmt_bytes(limit)}); not read",
+        )
+    return claimed
+
+
+def check_dtype(dtype: Any, source: str | os.PathLike) -> None:
+    """Refuse pixel types that are not intensities or masks (complex, object, strings, dates, records)."""
+    dt = np.dtype(dtype)
+    if dt.kind not in "uifb":
+        kind = {"c": "complex-valued", "O": "Python-object", "V": "record", "S": "text", "U": "text"}
+        raise InputError(
+            source,
+            f"unsupported pixel type {dt} ({kind.get(dt.kind, 'not numeric')}); stainfree reads integer, "
+            "float or boolean images",
+        )
+
+
 # ----- small pure helpers -----------------------------------------------------------------------------------
 
 
@@ -164,6 +252,7 @@ def _check_array(array: Any, source: str | os.PathLike, *, values: bool) -> None
         raise InputError(source, f"wrong number of dimensions: {array.ndim}D; need 2D to 5D (TCZYX)")
     if int(np.prod(array.shape)) == 0:
         raise InputError(source, f"empty image: shape {tuple(array.shape)} has size 0")
+    check_dtype(array.dtype, source)
     if not values:
         return
     dtype = np.dtype(array.dtype)

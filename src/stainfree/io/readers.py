@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import glob as _glob
 import json
+import logging
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,16 @@ import numpy as np
 from stainfree.errors import InputError
 from stainfree.io.arrays import (
     CANONICAL,
+    MAX_CHANNELS,
     _apply,
     _check_array,
     _default_names,
     _is_dask,
     as_czyx,
     canonicalize,
+    check_dtype,
     check_image,
+    check_size,
     image_stats,
     intensity_range,
     is_glob,
@@ -85,11 +90,23 @@ def _finish(
     *,
     lazy: bool,
     validate: bool,
+    max_bytes: int | None = None,
     extra: dict | None = None,
 ) -> tuple[Any, ImageMeta]:
-    """Canonicalize, name channels, validate and build the ImageMeta."""
+    """Check pixel type, channel count and size (before reading), canonicalize, name channels, validate."""
     source_axes = axes
     n_channels = array.shape[axes.index("C")] if "C" in axes else 1
+    check_dtype(array.dtype, source)
+    if n_channels > MAX_CHANNELS:
+        raise InputError(
+            source,
+            f"{n_channels} channels (more than {MAX_CHANNELS}): a misread header, not a microscope image",
+        )
+    if _is_dask(array):
+        if lazy:
+            check_size(array.chunksize, array.dtype, source, max_bytes, what="chunk")
+        else:
+            check_size(array.shape, array.dtype, source, max_bytes)
     array, axes = canonicalize(array, axes, source)
     if not lazy and _is_dask(array):
         try:
@@ -168,7 +185,7 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def read_image(
-    path: str | os.PathLike, *, lazy: bool = False, validate: bool = True
+    path: str | os.PathLike, *, lazy: bool = False, validate: bool = True, max_bytes: int | None = None
 ) -> tuple[Any, ImageMeta]:
     """Read an image in canonical ``(T)(C)ZYX`` order with its metadata.
 
@@ -183,6 +200,9 @@ def read_image(
     validate : bool
         Check dimensions (2D to 5D), size (> 0) and, for data read into memory, that floats are finite.
         Constant images are accepted here; use :func:`check_image` for that.
+    max_bytes : int, optional
+        Largest array (with ``lazy``: largest chunk) to read into memory, checked against the size the file's
+        header claims before anything is allocated. Default: the memory available now.
 
     Returns
     -------
@@ -197,10 +217,31 @@ def read_image(
     Raises
     ------
     InputError
-        Missing file, unknown format, corrupt file, wrong number of dimensions, NaN/Inf values or size 0.
+        Missing file, unknown format, corrupt or truncated file, a header claiming more than ``max_bytes``,
+        an unsupported pixel type (complex, object), too many channels, wrong number of dimensions,
+        NaN/Inf values or size 0.
     """
     fmt = detect_format(path)
-    kwargs = {"lazy": lazy, "validate": validate}
+    kwargs: dict[str, Any] = {"lazy": lazy, "validate": validate, "max_bytes": max_bytes}
+    with _quiet_readers():
+        return _read_any(path, fmt, kwargs)
+
+
+@contextmanager
+def _quiet_readers() -> Iterator[None]:
+    """Hold back the reader libraries' log lines (a damaged file becomes one InputError, not log noise)."""
+    loggers = [logging.getLogger(name) for name in ("tifffile", "PIL", "zarr", "bioio", "numcodecs")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _read_any(path: str | os.PathLike, fmt: str, kwargs: dict[str, Any]) -> tuple[Any, ImageMeta]:
     try:
         if fmt == "series":
             return _read_series(str(path), **kwargs)
@@ -215,6 +256,8 @@ def read_image(
         raise
     except MemoryError:
         raise InputError(path, "too large to read into memory; try lazy=True") from None
+    except RecursionError:
+        raise InputError(path, f"corrupt {fmt} file: nested too deeply") from None
     except Exception as exc:  # noqa: BLE001 - any library failure while reading is the file's problem
         raise InputError(path, f"corrupt or unreadable {fmt} file: {_short(exc)}") from None
 
@@ -269,7 +312,28 @@ def _tiff_xy_um(page: Any, imagej: dict | None) -> tuple[float | None, float | N
     return out[0], out[1]
 
 
-def _read_tiff(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMeta]:
+def _check_tiff_data(path: Path, series: Any, *, lazy: bool, max_bytes: int | None) -> None:
+    """Pixel type, claimed size and truncation of a TIFF series, from its header alone."""
+    check_dtype(series.dtype, path)
+    pages = [p for p in series.pages if p is not None]
+    if lazy:
+        if pages:
+            check_size(pages[0].shape, series.dtype, path, max_bytes, what="plane")
+    else:
+        check_size(series.shape, series.dtype, path, max_bytes)
+    file_size = path.stat().st_size
+    for page in pages:
+        offsets = getattr(page, "dataoffsets", ()) or ()
+        counts = getattr(page, "databytecounts", ()) or ()
+        ends = [int(o) + int(c) for o, c in zip(offsets, counts, strict=False) if int(c) > 0]
+        if ends and max(ends) > file_size:
+            raise InputError(
+                path,
+                f"truncated file: image data runs to byte {max(ends)} but the file has {file_size} bytes",
+            )
+
+
+def _read_tiff(path: Path, *, lazy: bool, validate: bool, max_bytes: int | None) -> tuple[Any, ImageMeta]:
     import tifffile
 
     try:
@@ -301,6 +365,7 @@ def _read_tiff(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMet
         if len(shape) < 2:
             raise InputError(path, f"wrong number of dimensions: {len(shape)}D; need 2D to 5D (TCZYX)")
         index, axes = resolve_axes(raw_axes, shape, path)
+        _check_tiff_data(path, series, lazy=lazy, max_bytes=max_bytes)
         if not lazy:
             data = series.asarray()
     if lazy:  # the zarr store holds its own file handle, so it outlives the TiffFile above
@@ -312,13 +377,15 @@ def _read_tiff(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMet
     if tuple(data.shape) != shape:
         data = data.reshape(shape)
     data = _apply(data, index)
-    return _finish(data, axes, path, fmt, voxel, names, lazy=lazy, validate=validate)
+    return _finish(data, axes, path, fmt, voxel, names, lazy=lazy, validate=validate, max_bytes=max_bytes)
 
 
 # ----- CZI, ND2, LIF (bioio) -------------------------------------------------------------------------------
 
 
-def _read_vendor(path: Path, fmt: str, *, lazy: bool, validate: bool) -> tuple[Any, ImageMeta]:
+def _read_vendor(
+    path: Path, fmt: str, *, lazy: bool, validate: bool, max_bytes: int | None
+) -> tuple[Any, ImageMeta]:
     """Zeiss CZI, Nikon ND2 and Leica LIF through their bioio reader plugins (first scene)."""
     import importlib
 
@@ -348,7 +415,16 @@ def _read_vendor(path: Path, fmt: str, *, lazy: bool, validate: bool) -> tuple[A
     data = _apply(data, index)
     voxel = (pps.Z, pps.Y, pps.X)
     return _finish(
-        data, axes, path, fmt, voxel, names, lazy=lazy, validate=validate, extra={"scenes": n_scenes}
+        data,
+        axes,
+        path,
+        fmt,
+        voxel,
+        names,
+        lazy=lazy,
+        validate=validate,
+        max_bytes=max_bytes,
+        extra={"scenes": n_scenes},
     )
 
 
@@ -388,7 +464,17 @@ def _zarr_image_attrs(group: Any) -> dict | None:
     return None
 
 
-def _read_zarr(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMeta]:
+def _read_zarr(path: Path, *, lazy: bool, validate: bool, max_bytes: int | None) -> tuple[Any, ImageMeta]:
+    try:
+        return _read_zarr_store(path, lazy=lazy, validate=validate, max_bytes=max_bytes)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        what = f"missing entry {exc}" if isinstance(exc, KeyError) else _short(exc)
+        raise InputError(path, f"broken OME-Zarr metadata: {what}") from None
+
+
+def _read_zarr_store(
+    path: Path, *, lazy: bool, validate: bool, max_bytes: int | None
+) -> tuple[Any, ImageMeta]:
     import dask.array as da
     import zarr
 
@@ -411,14 +497,28 @@ def _read_zarr(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMet
             raise InputError(path, f"wrong number of dimensions: {len(shape)}D; need 2D to 5D (TCZYX)")
         index, axes = resolve_axes(raw, shape, path)
         data = _apply(da.from_zarr(node), index)
-        return _finish(data, axes, path, "zarr", (None, None, None), None, lazy=lazy, validate=validate)
+        return _finish(
+            data,
+            axes,
+            path,
+            "zarr",
+            (None, None, None),
+            None,
+            lazy=lazy,
+            validate=validate,
+            max_bytes=max_bytes,
+        )
     attrs = _zarr_image_attrs(node)
     if attrs is None and "0" in node and isinstance(node["0"], zarr.Group):  # bioformats2raw layout
         node = node["0"]
         attrs = _zarr_image_attrs(node)
     if attrs is None:
         raise InputError(path, "Zarr group without OME-NGFF 'multiscales' metadata")
+    if not isinstance(attrs["multiscales"], list) or not attrs["multiscales"]:
+        raise InputError(path, "broken OME-Zarr metadata: 'multiscales' is not a non-empty list")
     ms = attrs["multiscales"][0]
+    if not isinstance(ms, dict) or not isinstance(ms.get("datasets"), list) or not ms["datasets"]:
+        raise InputError(path, "broken OME-Zarr metadata: 'multiscales' names no datasets")
     version = str(attrs.get("version") or ms.get("version") or "")
     dataset = ms["datasets"][0]
     arr = node[dataset["path"]]
@@ -462,24 +562,46 @@ def _read_zarr(path: Path, *, lazy: bool, validate: bool) -> tuple[Any, ImageMet
         names = [str(ch.get("label") or "") for ch in omero.get("channels", [])]
     data = da.from_zarr(arr)
     extra = {"ngff_version": version, "dataset": str(dataset["path"]), "levels": len(ms["datasets"])}
-    return _finish(data, letters, path, "ome-zarr", voxel, names, lazy=lazy, validate=validate, extra=extra)
+    return _finish(
+        data,
+        letters,
+        path,
+        "ome-zarr",
+        voxel,
+        names,
+        lazy=lazy,
+        validate=validate,
+        max_bytes=max_bytes,
+        extra=extra,
+    )
 
 
 # ----- PNG / JPEG and slice series --------------------------------------------------------------------------
 
 
-def _read_plane(path: Path) -> np.ndarray:
-    """One 2D plane (Y, X) or colour plane (Y, X, S) from PNG, JPEG or TIFF."""
+def _read_plane(path: Path, max_bytes: int | None = None) -> np.ndarray:
+    """One 2D plane (Y, X) or colour plane (Y, X, S) from PNG, JPEG or TIFF, size checked before decoding."""
     name = path.name.lower()
     if name.endswith(TIFF_SUFFIXES):
         import tifffile
 
-        return np.asarray(tifffile.imread(path))
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise InputError(path, "TIFF file holds no image")
+            _check_tiff_data(path, tif.series[0], lazy=False, max_bytes=max_bytes)
+            return np.asarray(tif.series[0].asarray())
     if not name.endswith(RASTER_SUFFIXES):
         raise InputError(path, f"unknown slice format {path.suffix!r}; slices must be PNG, JPEG or TIFF")
     from PIL import Image
 
     with Image.open(path) as im:
+        bands = max(len(im.getbands()), 4 if im.mode == "P" else 1)
+        check_size(
+            (im.size[1], im.size[0], bands),
+            np.uint8 if im.mode in ("L", "P", "RGB", "RGBA", "LA") else np.int32,
+            path,
+            max_bytes,
+        )
         if im.mode in ("I;16", "I;16B", "I;16L"):
             return np.asarray(im).astype(np.uint16)
         plane: Image.Image = im
@@ -505,9 +627,11 @@ def _plane_axes(plane: np.ndarray, source: str | os.PathLike) -> tuple[np.ndarra
     raise InputError(source, f"expected a 2D slice, got shape {plane.shape}")
 
 
-def _read_raster(path: Path, fmt: str, *, lazy: bool, validate: bool) -> tuple[Any, ImageMeta]:
+def _read_raster(
+    path: Path, fmt: str, *, lazy: bool, validate: bool, max_bytes: int | None
+) -> tuple[Any, ImageMeta]:
     try:
-        plane = _read_plane(path)
+        plane = _read_plane(path, max_bytes)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -517,7 +641,7 @@ def _read_raster(path: Path, fmt: str, *, lazy: bool, validate: bool) -> tuple[A
     return _finish(data, axes, path, fmt, (None, None, None), names, lazy=False, validate=validate)
 
 
-def _read_series(pattern: str, *, lazy: bool, validate: bool) -> tuple[Any, ImageMeta]:
+def _read_series(pattern: str, *, lazy: bool, validate: bool, max_bytes: int | None) -> tuple[Any, ImageMeta]:
     files = sorted(_glob.glob(pattern), key=lambda f: natural_key(os.path.basename(f)))
     files = [f for f in files if os.path.isfile(f)]
     if not files:
@@ -526,7 +650,7 @@ def _read_series(pattern: str, *, lazy: bool, validate: bool) -> tuple[Any, Imag
     axes = ""
     for f in files:
         try:
-            plane = _read_plane(Path(f))
+            plane = _read_plane(Path(f), max_bytes)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -540,6 +664,8 @@ def _read_series(pattern: str, *, lazy: bool, validate: bool) -> tuple[Any, Imag
             )
         axes = axes or plane_axes
         planes.append(plane)
+        if len(planes) == 1:  # every slice matches the first: refuse the stack before reading the rest
+            check_size((len(files), *plane.shape), plane.dtype, pattern, max_bytes)
     data = np.stack(planes)
     axes = "Z" + axes
     names = ["red", "green", "blue"] if "C" in axes else None
