@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "stainfree.errors",
             "stainfree.atomic",
             "stainfree.runtime",
+            "stainfree.lock",
         ],
     ),
     ("config", ["stainfree.config"]),

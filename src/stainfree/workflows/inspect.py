@@ -103,9 +103,16 @@ def simulate(
         The manifest path.
     """
     from stainfree.config import SimulationConfig, resolve
-    from stainfree.simulate import write_dataset
+    from stainfree.lock import output_lock
 
     cfg = resolve(SimulationConfig, config, source="simulate options", **overrides)
+    with output_lock(out_dir):
+        return _simulate(cfg, out_dir, progress)
+
+
+def _simulate(cfg: SimulationConfig, out_dir: str | Path, progress: bool) -> Path:
+    from stainfree.simulate import write_dataset
+
     if not progress:
         return write_dataset(cfg, out_dir)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

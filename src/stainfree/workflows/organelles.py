@@ -391,49 +391,53 @@ def segment(
     from stainfree.inference.segment import segment as run_segment
     from stainfree.inference.segment import write_segmentation
     from stainfree.io.readers import as_czyx, read_image
+    from stainfree.lock import output_lock
 
-    arr, meta = read_image(nilered_image)
-    czyx = np.asarray(as_czyx(np.asarray(arr), meta.axes))
-    if czyx.shape[0] < 2:
-        raise InputError(nilered_image, "needs two channels (yellow and red Nile Red emission)")
-    names = list(meta.channel_names)
-    if not {"yellow", "red"} <= set(names):  # unnamed channels: the first two are yellow, red
-        names = ["yellow", "red", *[f"ch{i}" for i in range(2, czyx.shape[0])]]
-    meta = replace(meta, channel_names=tuple(names), axes="CZYX", shape=czyx.shape)
-    iy, ir = channel_indices(["yellow", "red"], names, czyx.shape[0], str(nilered_image))
-    masks, labels = run_segment(
-        bundles if isinstance(bundles, str | Path) else list(bundles),
-        czyx,
-        meta,
-        catalog=catalog,
-        threshold=threshold,
-        progress=progress,
-        tta=tta,
-    )
-    from stainfree.data.align import align_for_ratio
-    from stainfree.io.writers import write_json
+    with output_lock(out_dir):  # held from the start: a second run on this folder is refused at once
+        arr, meta = read_image(nilered_image)
+        czyx = np.asarray(as_czyx(np.asarray(arr), meta.axes))
+        if czyx.shape[0] < 2:
+            raise InputError(nilered_image, "needs two channels (yellow and red Nile Red emission)")
+        names = list(meta.channel_names)
+        if not {"yellow", "red"} <= set(names):  # unnamed channels: the first two are yellow, red
+            names = ["yellow", "red", *[f"ch{i}" for i in range(2, czyx.shape[0])]]
+        meta = replace(meta, channel_names=tuple(names), axes="CZYX", shape=czyx.shape)
+        iy, ir = channel_indices(["yellow", "red"], names, czyx.shape[0], str(nilered_image))
+        masks, labels = run_segment(
+            bundles if isinstance(bundles, str | Path) else list(bundles),
+            czyx,
+            meta,
+            catalog=catalog,
+            threshold=threshold,
+            progress=progress,
+            tta=tta,
+        )
+        from stainfree.data.align import align_for_ratio
+        from stainfree.io.writers import write_json
 
-    red, shift = align_for_ratio(czyx[iy], czyx[ir], alignment)
-    intensity = (czyx[iy].astype(np.float32) + red) / 2
-    stem = name or Path(nilered_image).name.split(".")[0]
-    vox = meta.voxel_size_um
-    record = {
-        "source": str(nilered_image),
-        "red_onto_yellow_shift_px": list(shift),
-        "red_onto_yellow_shift_um": [None if v is None else s * v for s, v in zip(shift, vox, strict=True)],
-        "alignment": alignment if isinstance(alignment, str) else list(alignment),
-    }
-    alignment_path = write_json(Path(out_dir) / f"{stem}_alignment.json", record)
-    paths = write_segmentation(
-        out_dir,
-        masks,
-        labels,
-        intensity,
-        voxel_size_um=meta.voxel_size_um,
-        name=stem,
-        priority=load_catalog(catalog or "organelles_v1").label_priority,
-    )
-    return {**paths, "alignment": alignment_path}
+        red, shift = align_for_ratio(czyx[iy], czyx[ir], alignment)
+        intensity = (czyx[iy].astype(np.float32) + red) / 2
+        stem = name or Path(nilered_image).name.split(".")[0]
+        vox = meta.voxel_size_um
+        record = {
+            "source": str(nilered_image),
+            "red_onto_yellow_shift_px": list(shift),
+            "red_onto_yellow_shift_um": [
+                None if v is None else s * v for s, v in zip(shift, vox, strict=True)
+            ],
+            "alignment": alignment if isinstance(alignment, str) else list(alignment),
+        }
+        alignment_path = write_json(Path(out_dir) / f"{stem}_alignment.json", record)
+        paths = write_segmentation(
+            out_dir,
+            masks,
+            labels,
+            intensity,
+            voxel_size_um=meta.voxel_size_um,
+            name=stem,
+            priority=load_catalog(catalog or "organelles_v1").label_priority,
+        )
+        return {**paths, "alignment": alignment_path}
 
 
 def make_masks(

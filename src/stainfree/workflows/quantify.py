@@ -120,15 +120,40 @@ def quantify(
         ``objects, structures, cells, contacts, contact_matrix, object_contacts, timeseries, links,
         contact_events`` (see :data:`stainfree.quantify.run.TABLES`).
     """
+
+    from contextlib import nullcontext
+
+    from stainfree.config import QuantifyConfig, resolve
+    from stainfree.lock import output_lock
+
+    cfg = resolve(QuantifyConfig, config)
+    with output_lock(out_dir) if out_dir is not None else nullcontext():
+        return _quantify(
+            masks, out_dir, cfg, intensity, ratio, nilered, cells, voxel_size_um, names, axes, kind, progress
+        )
+
+
+def _quantify(
+    masks: str | Path | np.ndarray,
+    out_dir: str | Path | None,
+    cfg: QuantifyConfig,
+    intensity: str | Path | np.ndarray | None,
+    ratio: str | Path | np.ndarray | None,
+    nilered: str | Path | np.ndarray | None,
+    cells: str | Path | np.ndarray | None,
+    voxel_size_um: tuple[float, float, float] | None,
+    names: list[str] | None,
+    axes: str | None,
+    kind: str | None,
+    progress: bool,
+) -> dict[str, pd.DataFrame]:
     import numpy as np
     import pandas as pd
 
-    from stainfree.config import QuantifyConfig, resolve
     from stainfree.io.writers import write_json
     from stainfree.quantify.figures import write_figures, write_tables
     from stainfree.quantify.inputs import dataset_fields
 
-    cfg = resolve(QuantifyConfig, config)
     fields = None if isinstance(masks, np.ndarray) else dataset_fields(masks)
     if fields:  # a simulated data set: every field, tables stacked with a "field" column
         per_field, metas = {}, []

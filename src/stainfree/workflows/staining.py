@@ -72,7 +72,10 @@ def train(
     if update:
         train_cfg = validate(TrainConfig, {**job.train.model_dump(), **update}, source="train options")
         job = job.model_copy(update={"train": train_cfg})
-    return fit(job, resume=resume, progress=progress)
+    from stainfree.lock import output_lock
+
+    with output_lock(job.output_dir):
+        return fit(job, resume=resume, progress=progress)
 
 
 def pretrain(
@@ -263,11 +266,15 @@ def predict(
     paths = list(bundles) if isinstance(bundles, (list, tuple)) else [bundles]
     if cfg.uncertainty and not cfg.tta:
         raise InputError("predict options", "uncertainty is the spread of the test-time views: add tta")
-    if len(paths) == 1:
-        return {"image": predict_file(paths[0], input, output, uncertainty=cfg.uncertainty, **kwargs)}
-    if cfg.uncertainty:
+    if cfg.uncertainty and len(paths) > 1:
         raise InputError("predict options", "uncertainty works with one bundle at a time")
-    return predict_collection_file(paths, input, output, **kwargs)
+    from stainfree.lock import output_lock
+
+    out = Path(output)
+    with output_lock(out.parent, name=f".{out.name}.stainfree.lock"):
+        if len(paths) == 1:
+            return {"image": predict_file(paths[0], input, output, uncertainty=cfg.uncertainty, **kwargs)}
+        return predict_collection_file(paths, input, output, **kwargs)
 
 
 def _read_czyx(path: Path) -> tuple[np.ndarray, ImageMeta]:
