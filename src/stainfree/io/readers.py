@@ -227,18 +227,33 @@ def read_image(
         return _read_any(path, fmt, kwargs)
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @contextmanager
-def _quiet_readers() -> Iterator[None]:
-    """Hold back the reader libraries' log lines (a damaged file becomes one InputError, not log noise)."""
+def _quiet_readers() -> Iterator[list[str]]:
+    """Hold back the reader libraries' log lines and yield them as a list (a damaged file becomes one
+    InputError, not log noise)."""
     loggers = [logging.getLogger(name) for name in ("tifffile", "PIL", "zarr", "bioio", "numcodecs")]
-    levels = [lg.level for lg in loggers]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    collect = _Collect()
     for lg in loggers:
-        lg.setLevel(logging.CRITICAL + 1)
+        lg.setLevel(logging.WARNING)
+        lg.propagate = False
+        lg.addHandler(collect)
     try:
-        yield
+        yield collect.messages
     finally:
-        for lg, level in zip(loggers, levels, strict=True):
+        for lg, (level, propagate) in zip(loggers, saved, strict=True):
+            lg.removeHandler(collect)
             lg.setLevel(level)
+            lg.propagate = propagate
 
 
 def _read_any(path: str | os.PathLike, fmt: str, kwargs: dict[str, Any]) -> tuple[Any, ImageMeta]:
@@ -336,14 +351,21 @@ def _check_tiff_data(path: Path, series: Any, *, lazy: bool, max_bytes: int | No
 def _read_tiff(path: Path, *, lazy: bool, validate: bool, max_bytes: int | None) -> tuple[Any, ImageMeta]:
     import tifffile
 
-    try:
-        tif = tifffile.TiffFile(path)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(path, f"corrupt or unreadable TIFF: {_short(exc)}") from None
+    with _quiet_readers() as messages:
+        try:
+            tif = tifffile.TiffFile(path)
+            series = tif.series[0] if tif.series else None
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(path, f"corrupt or unreadable TIFF: {_short(exc)}") from None
+    broken = [
+        m for m in messages if "invalid page offset" in m or "invalid value offset" in m or "corrupt" in m
+    ]
+    if broken:  # the chain of pages points past the end of the file (or into garbage)
+        tif.close()
+        raise InputError(path, f"truncated or corrupt TIFF: {_short(Exception(broken[0]))}")
     with tif:
-        if not tif.series:
+        if series is None:
             raise InputError(path, "TIFF file holds no image")
-        series = tif.series[0]
         shape, raw_axes = tuple(series.shape), series.axes
         voxel: list[float | None] = [None, None, None]
         names: list[str] = []
