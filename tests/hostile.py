@@ -31,7 +31,9 @@ def _patch_tiff_size(data: bytes, path: Path, width: int, height: int) -> bytes:
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
 
 
 def valid_png(path: Path, shape: tuple[int, int] = (16, 16)) -> Path:

@@ -1,0 +1,142 @@
+"""Hostile input and interrupted work: one line and exit 2, no partial output, one run per output folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from stainfree.cli import app
+from stainfree.errors import InputError
+from stainfree.io.readers import read_image
+from stainfree.lock import output_lock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hostile import make_corpus  # noqa: E402
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+SIMULATE = ["simulate", "--n-fields", "2", "--shape", "8", "32", "32", "--n-frames", "1"]
+
+
+def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stainfree.cli", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
+
+
+def _one_line(stderr: str, name: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and name in lines[0], stderr
+    assert "Traceback" not in stderr
+
+
+def test_every_hostile_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    files = make_corpus(tmp_path)
+    assert len(files) >= 18
+    for f in files:
+        res = CliRunner().invoke(app, ["info", str(f)])
+        assert res.exit_code == 2, (f, res.output, res.exception)
+        _one_line(res.stderr, f.name)
+
+
+def test_size_is_checked_against_max_bytes_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, np.ones((64, 64), np.uint16))
+    assert read_image(path, max_bytes=64 * 64 * 2)[0].shape == (64, 64)
+    with pytest.raises(InputError, match=r"64 x 64 uint16 image \(8.0 KiB\), more than max_bytes"):
+        read_image(path, max_bytes=8191)
+    arr, _ = read_image(path, lazy=True, max_bytes=64 * 64 * 2)  # lazy: the limit is per plane
+    assert int(arr.sum().compute()) == 64 * 64
+
+
+def _final_outputs_complete(folder: Path) -> int:
+    """Every file under its final name reads completely; returns how many were checked."""
+    n = 0
+    for p in folder.rglob("*"):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if p.name.endswith(".tif"):
+            read_image(p, validate=False)
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.suffix == ".csv":
+            assert p.read_text().endswith("\n")
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("delay", [0.8, 1.6])
+def test_killed_simulate_leaves_no_partial_file_and_reruns(tmp_path: Path, delay: float) -> None:
+    out = tmp_path / "sim"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stainfree.cli", *SIMULATE, str(out)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if out.exists():
+        _final_outputs_complete(out)
+    res = _cli([*SIMULATE, str(out)])
+    assert res.returncode == 0, res.stderr
+    assert _final_outputs_complete(out) >= 18 and not (out / ".stainfree.lock").exists()
+
+
+def test_second_run_on_a_locked_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    with output_lock(out):
+        res = _cli([*SIMULATE, str(out)])
+    assert res.returncode == 2
+    _one_line(res.stderr, "is in use by another stainfree run")
+    assert f"(pid {os.getpid()})" in res.stderr and not (out / "manifest.csv").exists()
+
+
+def test_lock_of_a_killed_process_is_released(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; from stainfree.lock import output_lock\n"
+        "with output_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    with pytest.raises(InputError, match=rf"in use by another stainfree run \(pid {proc.pid}\)"):
+        with output_lock(tmp_path):
+            pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with output_lock(tmp_path) as lock:  # no stale lock after SIGKILL
+        assert lock.read_text().strip() == str(os.getpid())
+    assert not lock.exists()
+
+
+def test_file_size_limit_is_one_line_and_no_partial_file(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    res = _cli([*SIMULATE, str(out)], preexec_fn=limit)
+    assert res.returncode == 2
+    _one_line(res.stderr, "file too large for this place")
+    assert "nothing was written under the final name" in res.stderr
+    _final_outputs_complete(out)
+    assert not list(out.rglob("*.tmp")) and not (out / "manifest.csv").exists()
