@@ -114,6 +114,10 @@ def info(
     files: Annotated[
         list[str], typer.Argument(help="Image files, OME-Zarr folders or quoted glob patterns of 2D slices.")
     ],
+    max_bytes: Annotated[
+        int | None,
+        typer.Option("--max-bytes", help="Largest chunk read into memory (default: the memory available)."),
+    ] = None,
 ) -> None:
     """Show format, axes, shape, dtype, voxel size, channels and intensity range of images; flag problems."""
     from rich.console import Console
@@ -121,7 +125,7 @@ def info(
 
     from stainfree import api
 
-    table_df = api.info(files)
+    table_df = api.info(files, max_bytes=max_bytes)
     table = Table(title="stainfree info")
     columns = ("path", "format", "axes", "shape", "dtype", "voxel z,y,x (um)", "channels", "min", "max")
     for column in (*columns, "status"):

@@ -140,3 +140,20 @@ def test_file_size_limit_is_one_line_and_no_partial_file(tmp_path: Path) -> None
     assert "nothing was written under the final name" in res.stderr
     _final_outputs_complete(out)
     assert not list(out.rglob("*.tmp")) and not (out / "manifest.csv").exists()
+
+
+def test_boolean_pixels_are_refused_where_intensities_are_expected(tmp_path: Path) -> None:
+    path = tmp_path / "mask.tif"
+    tifffile.imwrite(path, np.eye(8, dtype=bool))
+    assert read_image(path)[0].dtype == bool  # a mask is fine where masks are read
+    with pytest.raises(InputError, match="boolean pixels"):
+        read_image(path, intensities=True)
+
+
+def test_info_max_bytes_option(tmp_path: Path) -> None:
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    res = CliRunner().invoke(app, ["info", str(path), "--max-bytes", "1000"])
+    assert res.exit_code == 2
+    _one_line(res.stderr, "a.tif: header claims a 64 x 64 uint16 plane (8.0 KiB), more than max_bytes")
+    assert CliRunner().invoke(app, ["info", str(path), "--max-bytes", "8192"]).exit_code == 0

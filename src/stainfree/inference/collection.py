@@ -207,7 +207,7 @@ def predict_collection_file(
     output_path = Path(output_path)
     if output_path.resolve() == Path(input_path).resolve():
         raise InputError(output_path, "the output would overwrite the input image; choose another path")
-    image, meta = read_image(input_path)
+    image, meta = read_image(input_path, intensities=True)
     pred, out_meta = predict_collection(bundle_paths, image, meta, **predict_kwargs)
     written = write_prediction(output_path, pred, out_meta)
     view = pred[0] if out_meta.axes.startswith("T") else pred  # merge of the first frame of a time-lapse

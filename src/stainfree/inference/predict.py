@@ -287,7 +287,7 @@ def predict_file(
     if Path(output_path).resolve() == Path(input_path).resolve():
         raise InputError(output_path, "the output would overwrite the input image; choose another path")
     bundle = _load(bundle_path)
-    image, meta = read_image(input_path, lazy=True)
+    image, meta = read_image(input_path, lazy=True, intensities=True)
     if int(np.prod(image.shape)) > stream_above_voxels and _streamable(bundle.config, meta):
         return _predict_streaming(
             bundle,

@@ -185,7 +185,12 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def read_image(
-    path: str | os.PathLike, *, lazy: bool = False, validate: bool = True, max_bytes: int | None = None
+    path: str | os.PathLike,
+    *,
+    lazy: bool = False,
+    validate: bool = True,
+    max_bytes: int | None = None,
+    intensities: bool = False,
 ) -> tuple[Any, ImageMeta]:
     """Read an image in canonical ``(T)(C)ZYX`` order with its metadata.
 
@@ -203,6 +208,9 @@ def read_image(
     max_bytes : int, optional
         Largest array (with ``lazy``: largest chunk) to read into memory, checked against the size the file's
         header claims before anything is allocated. Default: the memory available now.
+    intensities : bool
+        The image must hold intensities (a microscope image to predict from, not a mask): boolean pixels are
+        refused.
 
     Returns
     -------
@@ -224,7 +232,10 @@ def read_image(
     fmt = detect_format(path)
     kwargs: dict[str, Any] = {"lazy": lazy, "validate": validate, "max_bytes": max_bytes}
     with _quiet_readers():
-        return _read_any(path, fmt, kwargs)
+        array, meta = _read_any(path, fmt, kwargs)
+    if intensities and np.dtype(array.dtype).kind == "b":
+        raise InputError(path, "boolean pixels (a mask?) where an intensity image is expected")
+    return array, meta
 
 
 class _Collect(logging.Handler):

@@ -51,6 +51,10 @@ def load_images(
             s_refs = parse_channels(row["signal_channels"]) if "signal_channels" in row.index else None
             t_refs = parse_channels(row["target_channels"]) if "target_channels" in row.index else None
             sig, smeta = load_czyx(row[cfg.signal_column])
+            if sig.dtype == bool:
+                raise InputError(
+                    row[cfg.signal_column], "boolean pixels (a mask?) where an intensity image is expected"
+                )
             tgt, tmeta = load_czyx(row[cfg.target_column])
             x, y, xs, ys = prepare_pair(
                 sig,

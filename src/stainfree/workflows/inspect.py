@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from stainfree.config import SimulationConfig
 
 
-def info(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+def info(paths: str | Path | Sequence[str | Path], *, max_bytes: int | None = None) -> pd.DataFrame:
     """Describe image files: format, axes, shape, dtype, voxel size, channels, intensity range, problems.
 
     Files are opened lazily where the format allows, so the intensity range of a large file is computed chunk
@@ -23,6 +23,9 @@ def info(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     ----------
     paths : path-like or sequence of path-likes
         Files, OME-Zarr folders or glob patterns of 2D slices.
+    max_bytes : int, optional
+        Largest chunk to read into memory at once (default: the memory available); a file whose header
+        claims more is reported, not read.
 
     Returns
     -------
@@ -44,7 +47,7 @@ def info(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         row: dict[str, Any] = {"path": str(path), "format": "", "axes": "", "shape": None, "dtype": ""}
         row.update(voxel_size_um=None, channels=None, min=None, max=None, ok=False, problem="")
         try:
-            array, meta = read_image(path, lazy=True)
+            array, meta = read_image(path, lazy=True, max_bytes=max_bytes)
             row.update(
                 format=meta.extra.get("format", ""),
                 axes=meta.axes,

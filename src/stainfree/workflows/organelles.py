@@ -394,7 +394,7 @@ def segment(
     from stainfree.lock import output_lock
 
     with output_lock(out_dir):  # held from the start: a second run on this folder is refused at once
-        arr, meta = read_image(nilered_image)
+        arr, meta = read_image(nilered_image, intensities=True)
         czyx = np.asarray(as_czyx(np.asarray(arr), meta.axes))
         if czyx.shape[0] < 2:
             raise InputError(nilered_image, "needs two channels (yellow and red Nile Red emission)")
