@@ -173,7 +173,8 @@ def _kill_and_rerun(
     return survived, len(delays), partial
 
 
-def _training_data(root: Path) -> Path:
+def _training_data(root: Path, max_steps: int = 60) -> Path:
+    """Three small 2D pairs, their manifest and a tiny training job (checkpoint every 4 steps)."""
     import numpy as np
     import yaml
 
@@ -196,7 +197,7 @@ def _training_data(root: Path) -> Path:
             "model": {"depth": 2, "base_channels": 4},
             "train": {
                 "batch_size": 2,
-                "max_steps": 60,
+                "max_steps": max_steps,
                 "val_every_n_steps": 4,
                 "checkpoint_every_n_steps": 4,
                 "val_patches": 2,
@@ -254,7 +255,11 @@ def kills(tmp: Path, quick: bool) -> tuple[int, int, int, bool]:
     seg = tmp / "seg"
     nets = _catalog_bundles(tmp / "nets")
     nilered = sim / "field_000" / "nilered.ome.tif"
-    add(_kill_and_rerun("segment", ["segment", str(nilered), str(nets), "--out", str(seg)], seg, [3.0, 6.0]))
+    add(
+        _kill_and_rerun(
+            "segment", ["segment", str(nilered), "-b", str(nets), "--out", str(seg)], seg, [3.0, 6.0]
+        )
+    )
     return total[0], total[1], total[2], refused
 
 

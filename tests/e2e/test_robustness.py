@@ -26,6 +26,10 @@ from hostile import make_corpus  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+LOCK_HOLDER = (
+    "import sys, time; from stainfree.lock import output_lock\n"
+    "with output_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)\n"
+)
 SIMULATE = ["simulate", "--n-fields", "2", "--shape", "8", "32", "32", "--n-frames", "1"]
 
 
@@ -110,12 +114,8 @@ def test_second_run_on_a_locked_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_lock_of_a_killed_process_is_released(tmp_path: Path) -> None:
-    code = (
-        "import sys, time; from stainfree.lock import output_lock\n"
-        "with output_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)\n"
-    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(tmp_path)], env=ENV, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], env=ENV, stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
     with pytest.raises(InputError, match=rf"in use by another stainfree run \(pid {proc.pid}\)"):
@@ -157,3 +157,35 @@ def test_info_max_bytes_option(tmp_path: Path) -> None:
     assert res.exit_code == 2
     _one_line(res.stderr, "a.tif: header claims a 64 x 64 uint16 plane (8.0 KiB), more than max_bytes")
     assert CliRunner().invoke(app, ["info", str(path), "--max-bytes", "8192"]).exit_code == 0
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from robustness import _training_data
+
+    job = _training_data(tmp_path, max_steps=16)  # 2D, depth 2, a checkpoint every 4 steps
+    run = tmp_path / "run"
+    train = [sys.executable, "-m", "stainfree.cli", "train", str(job), "-q"]
+    proc = subprocess.Popen(train, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while not list((run / "checkpoints").glob("step*.ckpt")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "model.stainfree").exists()
+    holder = subprocess.Popen(  # another process holds the folder: this run is refused
+        [sys.executable, "-c", LOCK_HOLDER, str(run)], env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    res = CliRunner().invoke(app, ["train", str(job), "-q", "--resume"])
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert res.exit_code == 2
+    _one_line(res.stderr, f"is in use by another stainfree run (pid {holder.pid})")
+    res = CliRunner().invoke(app, ["train", str(job), "-q", "--resume"])
+    assert res.exit_code == 0, res.output
+    summary = yaml.safe_load((run / "model.stainfree" / "bundle.yaml").read_text())["training"]
+    assert summary["steps"] == 16 and summary["resumed_from_step"] >= 4

@@ -147,7 +147,7 @@ def zarr_attrs(draw: st.DrawFn) -> dict:
     return {"multiscales": draw(st.sampled_from([[ms], ms, [], None]) | JSON), "omero": draw(JSON)}
 
 
-@FUZZ
+@settings(FUZZ, max_examples=20)  # each example writes a Zarr store: slower than the others
 @given(
     attrs=zarr_attrs(),
     shape=st.lists(st.integers(0, 300_000), min_size=0, max_size=5),
