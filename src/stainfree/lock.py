@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from stainfree.atomic import PARTIAL_SUFFIX
 from stainfree.errors import InputError
 
 LOCK_NAME = ".stainfree.lock"
@@ -24,12 +25,28 @@ def _holder(path: Path) -> str:
     return text if text.isdigit() else "?"
 
 
+def _remove_stale(folder: Path, pattern: str) -> None:
+    """Remove the temporaries of killed runs (only stainfree's own, by their suffix)."""
+    import shutil
+
+    for leftover in folder.glob(pattern):
+        if not leftover.name.endswith(PARTIAL_SUFFIX):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
 @contextmanager
-def output_lock(folder: str | os.PathLike, *, name: str = LOCK_NAME) -> Iterator[Path]:
+def output_lock(
+    folder: str | os.PathLike, *, name: str = LOCK_NAME, stale: str = f"**/.*{PARTIAL_SUFFIX}"
+) -> Iterator[Path]:
     """Hold the lock of an output folder for the duration of a ``with`` block.
 
-    The folder is created when missing. Taking the lock again in the process that holds it is allowed (a
-    workflow that calls another on the same folder).
+    The folder is created when missing. Once the lock is held, the hidden temporaries that a killed run left
+    (``.<name>.<random>.stainfree-partial``) are removed. Taking the lock again in the process that holds it
+    is allowed (a workflow that calls another on the same folder).
 
     Parameters
     ----------
@@ -38,6 +55,8 @@ def output_lock(folder: str | os.PathLike, *, name: str = LOCK_NAME) -> Iterator
     name : str
         File name of the lock inside ``folder`` (one folder may hold several single-file outputs, each with
         its own lock).
+    stale : str
+        Glob (relative to ``folder``) of the leftover temporaries to remove.
 
     Yields
     ------
@@ -82,6 +101,7 @@ def output_lock(folder: str | os.PathLike, *, name: str = LOCK_NAME) -> Iterator
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        _remove_stale(folder, stale)
         yield path
     finally:
         try:

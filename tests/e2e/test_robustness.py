@@ -102,6 +102,18 @@ def test_killed_simulate_leaves_no_partial_file_and_reruns(tmp_path: Path, delay
     res = _cli([*SIMULATE, str(out)])
     assert res.returncode == 0, res.stderr
     assert _final_outputs_complete(out) >= 18 and not (out / ".stainfree.lock").exists()
+    assert not list(out.rglob("*.stainfree-partial"))  # the rerun removed what the killed run left
+
+
+def test_lock_removes_only_the_temporaries_of_killed_runs(tmp_path: Path) -> None:
+    (tmp_path / "f").mkdir()
+    left = tmp_path / "f" / ".a.ome.tif.x1y2.stainfree-partial"
+    left.write_bytes(b"half")
+    mine = [tmp_path / ".notes.tmp", tmp_path / "a.ome.tif"]
+    for p in mine:
+        p.write_bytes(b"keep")
+    with output_lock(tmp_path):
+        assert not left.exists() and all(p.read_bytes() == b"keep" for p in mine)
 
 
 def test_second_run_on_a_locked_folder_is_refused(tmp_path: Path) -> None:
@@ -139,7 +151,7 @@ def test_file_size_limit_is_one_line_and_no_partial_file(tmp_path: Path) -> None
     _one_line(res.stderr, "file too large for this place")
     assert "nothing was written under the final name" in res.stderr
     _final_outputs_complete(out)
-    assert not list(out.rglob("*.tmp")) and not (out / "manifest.csv").exists()
+    assert not list(out.rglob("*.stainfree-partial")) and not (out / "manifest.csv").exists()
 
 
 def test_boolean_pixels_are_refused_where_intensities_are_expected(tmp_path: Path) -> None:

@@ -271,7 +271,9 @@ def predict(
     from stainfree.lock import output_lock
 
     out = Path(output)
-    with output_lock(out.parent, name=f".{out.name}.stainfree.lock"):
+    from stainfree.atomic import PARTIAL_SUFFIX
+
+    with output_lock(out.parent, name=f".{out.name}.stainfree.lock", stale=f".{out.name}.*{PARTIAL_SUFFIX}"):
         if len(paths) == 1:
             return {"image": predict_file(paths[0], input, output, uncertainty=cfg.uncertainty, **kwargs)}
         return predict_collection_file(paths, input, output, **kwargs)
