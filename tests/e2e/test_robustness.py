@@ -201,3 +201,27 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> Non
     assert res.exit_code == 0, res.output
     summary = yaml.safe_load((run / "model.stainfree" / "bundle.yaml").read_text())["training"]
     assert summary["steps"] == 16 and summary["resumed_from_step"] >= 4
+
+
+def test_bundle_weights_on_a_full_disk_are_one_error_and_nothing_written(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "from torch import nn\n"
+        "from stainfree.config import BundleConfig\n"
+        "from stainfree.cli import os_error_line\n"
+        "from stainfree.models.bundle import save_bundle\n"
+        "net = nn.Linear(2000, 2000)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "try:\n"
+        f"    save_bundle({str(tmp_path / 'm.stainfree')!r}, net, BundleConfig())\n"
+        "except OSError as exc:\n"
+        "    print(os_error_line(exc)); sys.exit(2)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    line = res.stdout.strip()
+    assert line.startswith(str(tmp_path / "m.stainfree")) and "file too large" in line and "\n" not in line
+    assert not (tmp_path / "m.stainfree").exists() and not list(tmp_path.iterdir())

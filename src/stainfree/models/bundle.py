@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,14 @@ def save_bundle(path: str | os.PathLike, model: nn.Module, config: object) -> Pa
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)  # type: ignore[attr-defined]
     with atomic_path(path) as tmp:
         tmp.mkdir(parents=True)
-        torch.save(state, tmp / WEIGHTS)
+        # serialized in memory, then written by Python: a full disk or a file-size limit is then an OSError
+        # with its errno (torch's own writer reports it as an unspecific RuntimeError)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        try:
+            (tmp / WEIGHTS).write_bytes(buffer.getvalue())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         (tmp / CONFIG).write_text(text)
     return path
 
