@@ -12,11 +12,21 @@ import os
 
 import pytest
 
+#: System libraries Qt's xcb platform needs beyond libxcb (Debian: libxcb-icccm4 libxcb-keysyms1 ...).
+_XCB_LIBS = ("xcb-icccm", "xcb-keysyms", "xcb-xinerama", "xcb-render-util", "xcb-image", "xkbcommon-x11")
+
+
+def _xcb_usable() -> bool:
+    from ctypes.util import find_library
+
+    return all(find_library(name) for name in _XCB_LIBS)
+
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
-    """After pytest-xvfb set DISPLAY, before any Qt application: with no X display, Qt draws offscreen."""
-    if not os.environ.get("DISPLAY"):
+    """After pytest-xvfb set DISPLAY, before any Qt application: Qt draws offscreen without an X display
+    (or without the xcb libraries, whose absence would abort the process), and the canvas tests skip."""
+    if not os.environ.get("DISPLAY") or not _xcb_usable():
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
@@ -50,7 +60,21 @@ def viewer(request):
     pytest.importorskip("pytestqt", reason=NO_EXTRA)
     request.getfixturevalue("qtbot")
     if not _has_opengl():
-        pytest.skip("no OpenGL context for the napari canvas (no X display): apt-get install xvfb")
+        pytest.skip(
+            "no OpenGL context for the napari canvas (no X display): apt-get install xvfb libxcb-icccm4 "
+            "libxcb-keysyms1 libxcb-xinerama0 libxcb-render-util0 libxcb-image0 libxkbcommon-x11-0"
+        )
     v = napari.Viewer(show=True)
     yield v
     v.close()
+
+
+@pytest.fixture()
+def viewer_model(request):
+    """A napari ViewerModel (layers, no window, no OpenGL) and a Qt application for the widgets."""
+    pytest.importorskip("napari", reason=NO_EXTRA)
+    pytest.importorskip("pytestqt", reason=NO_EXTRA)
+    request.getfixturevalue("qtbot")
+    from napari.components import ViewerModel
+
+    return ViewerModel()

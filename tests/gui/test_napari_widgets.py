@@ -16,13 +16,24 @@ pytest.importorskip("pytestqt", reason=NO_EXTRA)
 WAIT_MS = 60_000
 
 
-@pytest.fixture()
-def sample(viewer):
+def _add_sample(viewer):
     from stainfree.napari._sample import digital_cell
 
     for data, meta, kind in digital_cell():
         getattr(viewer, f"add_{kind}")(data, **meta)
     return viewer
+
+
+@pytest.fixture()
+def sample(viewer):
+    """The sample field in a napari viewer with its canvas (for screenshots)."""
+    return _add_sample(viewer)
+
+
+@pytest.fixture()
+def sample_model(viewer_model):
+    """The sample field in a napari ViewerModel (no canvas: the widgets only need the layer list)."""
+    return _add_sample(viewer_model)
 
 
 def _run(widget, qtbot):
@@ -49,7 +60,9 @@ def test_segment_widget_adds_coloured_labels_and_screenshot_shows_them(
     monkeypatch.setattr(stainfree.api, "segment_array", spy)
     viewer.layers["labels"].visible = False
     viewer.layers["brightfield"].visible = False
-    widget = SegmentWidget(viewer)
+    # opened as napari opens it from the Plugins menu (npe2 manifest, viewer injected)
+    _, widget = viewer.window.add_plugin_dock_widget("stainfree", "Segment organelles")
+    assert isinstance(widget, SegmentWidget)
     widget.layer.value = viewer.layers["nilered [yellow]"]
     widget.bundle.value = seg_bundles
     _run(widget, qtbot)
@@ -70,7 +83,8 @@ def test_segment_widget_adds_coloured_labels_and_screenshot_shows_them(
     assert green.mean() > 0.05, f"overlay colour missing: {green.mean():.3f} of the pixels"
 
 
-def test_segment_widget_error_is_a_notification(sample, tmp_path, qtbot, monkeypatch):
+def test_segment_widget_error_is_a_notification(sample_model, tmp_path, qtbot, monkeypatch):
+    sample = sample_model
     import napari.utils.notifications as notifications
 
     from stainfree.napari._widgets import SegmentWidget
@@ -85,7 +99,8 @@ def test_segment_widget_error_is_a_notification(sample, tmp_path, qtbot, monkeyp
     assert widget.run_button.enabled
 
 
-def test_quantify_widget_adds_centroids_coloured_by_class(sample, qtbot):
+def test_quantify_widget_adds_centroids_coloured_by_class(sample_model, qtbot):
+    sample = sample_model
     from stainfree.napari._layers import compartment_rgba
     from stainfree.napari._widgets import QuantifyWidget
 
@@ -100,7 +115,8 @@ def test_quantify_widget_adds_centroids_coloured_by_class(sample, qtbot):
     assert tuple(points.face_color[i][:3]) == pytest.approx(compartment_rgba()["nucleus"][:3], abs=1e-3)
 
 
-def test_predict_widget_adds_named_channels(sample, tmp_path, qtbot):
+def test_predict_widget_adds_named_channels(sample_model, tmp_path, qtbot):
+    sample = sample_model
     torch = pytest.importorskip("torch")
     from stainfree.config import BundleConfig, ModelConfig
     from stainfree.models.bundle import save_bundle

@@ -44,6 +44,13 @@ def _bundle_paths(value: Any) -> list[Path]:
     return found
 
 
+def _layer_type(layer: Any) -> str:
+    """``"image"``, ``"labels"`` or another napari layer type name, in lower case."""
+    from napari.layers import Image, Labels
+
+    return "image" if isinstance(layer, Image) else "labels" if isinstance(layer, Labels) else "other"
+
+
 def _voxel_size(layer: Any) -> tuple[float | None, ...]:
     """(z, y, x) voxel size in um from a layer's scale (None where the scale is 1, i.e. unknown)."""
     zyx = [float(s) for s in layer.scale[-3:]]
@@ -92,7 +99,7 @@ class _RunWidget(Container):
         self.layer.reset_choices()
 
     def _layer_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
-        return [(str(lay.name), lay) for lay in self._viewer.layers if lay._type_string in self.layer_types]
+        return [(str(lay.name), lay) for lay in self._viewer.layers if _layer_type(lay) in self.layer_types]
 
     def _job(self) -> Callable[[], list[LayerData]]:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -226,7 +233,7 @@ class QuantifyWidget(_RunWidget):
 
     def _image_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
         return [("(none)", None)] + [
-            (str(lay.name), lay) for lay in self._viewer.layers if lay._type_string == "image"
+            (str(lay.name), lay) for lay in self._viewer.layers if _layer_type(lay) == "image"
         ]
 
     def _refresh(self, event: Any = None) -> None:
