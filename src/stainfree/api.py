@@ -7,6 +7,7 @@ inside the functions, so importing this module is cheap.
 
 from __future__ import annotations
 
+from stainfree.workflows.arrays import compartment_colors, predict_array, segment_array
 from stainfree.workflows.demo import demo
 from stainfree.workflows.export import export_model, test_package
 from stainfree.workflows.finetune import fine_tune
@@ -30,6 +31,7 @@ from stainfree.workflows.staining import (
 
 __all__ = [
     "catalog_training_job",
+    "compartment_colors",
     "demo",
     "evaluate",
     "export_model",
@@ -38,9 +40,11 @@ __all__ = [
     "make_manifest",
     "make_masks",
     "predict",
+    "predict_array",
     "pretrain",
     "quantify",
     "segment",
+    "segment_array",
     "simulate",
     "test_package",
     "train",
