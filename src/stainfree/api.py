@@ -18,6 +18,7 @@ from stainfree.workflows.organelles import (
     train_fgnet,
 )
 from stainfree.workflows.quantify import quantify
+from stainfree.workflows.register import register, simulate_clem
 from stainfree.workflows.staining import (
     evaluate,
     make_manifest,
@@ -38,8 +39,10 @@ __all__ = [
     "predict",
     "pretrain",
     "quantify",
+    "register",
     "segment",
     "simulate",
+    "simulate_clem",
     "train",
     "train_catalog",
     "train_fgnet",

@@ -7,6 +7,7 @@
 - :mod:`~stainfree.workflows.organelles`: organelles from one dye (``catalog_training_job``,
   ``train_catalog``, ``fine_tune``, ``segment``, ``make_masks``, ``train_fgnet``)
 - :mod:`~stainfree.workflows.quantify`: ``quantify``
+- :mod:`~stainfree.workflows.register`: cross-modal registration (``register``, ``simulate_clem``)
 
 Each function wires the lower layers together and returns paths or tables. Heavy libraries (torch, pandas,
 scikit-image, ...) are imported inside the functions, so importing these modules is cheap.
