@@ -504,7 +504,7 @@ def quantify_cmd(
     typer.echo(f"wrote tables and figures to {out}")
 
 
-# ----- cross-modal registration: register, simulate-clem -----------------------------------------------------
+# ----- cross-modal registration: register, simulate-clem ---------------------------------------------------
 @app.command("register")
 @friendly
 def register_cmd(
@@ -538,7 +538,7 @@ def register_cmd(
     device: Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-tile lines.")] = False,
 ) -> None:
-    """Register EM tiles in a large image: predict its modality from each tile, match, flow, fit a similarity."""
+    """Register EM tiles in a large image: predict its modality from each tile, match, flow, fit."""
     from stainfree import api
     from stainfree.errors import InputError
 

@@ -1,7 +1,7 @@
 """Rigid placement of a small tile in a large image: FFT normalized cross-correlation, coarse to fine.
 
-The target is reduced by 2 per pyramid level until the tile is about ``min_size`` pixels across; every angle of
-a small rotation search is correlated over the whole coarse image (:func:`skimage.feature.match_template`,
+The target is reduced by 2 per pyramid level until the tile is about ``min_size`` pixels across; every angle
+of a small rotation search is correlated over the whole coarse image (:func:`skimage.feature.match_template`,
 FFT-based), the best peaks are followed down the pyramid in small windows, and the last peak gets a parabolic
 sub-pixel fit.
 """

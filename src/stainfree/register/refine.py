@@ -42,7 +42,9 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float((x * y).sum() / d) if d > 0 else 0.0
 
 
-def structure_points(tile: np.ndarray, *, step: int = 4, border: int = 6, quantile: float = 0.5) -> np.ndarray:
+def structure_points(
+    tile: np.ndarray, *, step: int = 4, border: int = 6, quantile: float = 0.5
+) -> np.ndarray:
     """Tile points (x, y) on a grid of ``step`` where the smoothed gradient is above its ``quantile``."""
     g = ndimage.gaussian_gradient_magnitude(np.nan_to_num(tile).astype(np.float32), sigma=1.5)
     h, w = tile.shape

@@ -41,8 +41,7 @@ def about_center(
 ) -> SimilarityTransform:
     """The similarity that scales and rotates a tile of ``shape`` (rows, cols) about its centre and puts
     that centre at ``center_in_target`` (x, y)."""
-    c = np.array([(shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0])
-    to_origin = similarity(translation=-c)
+    to_origin = similarity(translation=(-(shape[1] - 1) / 2.0, -(shape[0] - 1) / 2.0))
     return compose(similarity(scale, rotation_deg, center_in_target), to_origin)
 
 

@@ -1,8 +1,8 @@
 """Conjugate EM / immunofluorescence of myelinated axons, with exact registration truth.
 
-A field is a cross-section of white matter: non-overlapping axons (ellipses, about 0.3-1.5 um in radius), most
-wrapped in a myelin sheath (g-ratio about 0.7) where a smooth random density allows, mitochondria in some axons
-and a few glial nuclei. It is drawn once on a fine canvas (``fine_pixel_um``), from which come:
+A field is a cross-section of white matter: non-overlapping axons (ellipses, about 0.3-1.5 um in radius),
+most wrapped in a myelin sheath (g-ratio about 0.7) where a smooth random density allows, mitochondria in
+some axons and a few glial nuclei. It is drawn once on a fine canvas (``fine_pixel_um``), from which come:
 
 - the immunofluorescence (IF) of myelin basic protein: myelin area fraction per IF pixel, Gaussian PSF,
   background haze, Poisson photons and read noise, at the coarse ``if_pixel_um`` (:func:`simulate_conjugate`);
@@ -44,7 +44,8 @@ class ConjugateField:
     Attributes
     ----------
     classes : ndarray of uint8 (Y, X)
-        Class map on the fine canvas (0 neuropil, 1 axoplasm, 2 myelin, 3 membrane, 4 mitochondria, 5 nucleus).
+        Class map on the fine canvas (0 neuropil, 1 axoplasm, 2 myelin, 3 membrane, 4 mitochondria,
+        5 nucleus).
     em_clean : ndarray of float32 (Y, X)
         Noise-free EM contrast on the fine canvas (texture included).
     fluorescence : ndarray of float32 (Y', X')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from skimage.transform import SimilarityTransform
 
+    from stainfree.register import Registration
     from stainfree.types import ImageMeta
 
 #: Reflection padding (pixels of the resampled tile) around a tile before prediction, as in the paper.
@@ -92,6 +94,69 @@ def _truth(path: str | Path | None) -> dict[str, np.ndarray]:
         raise InputError(path, 'expected {"<tile file name>": {"matrix": [[3 x 3]]}, ...}') from None
 
 
+@dataclass
+class TileResult:
+    """One tile's registration: the table row, the transform (None when skipped), the prediction."""
+
+    row: dict[str, Any]
+    tile_to_target: SimilarityTransform | None
+    prediction: np.ndarray
+    registration: Registration | None
+
+
+def register_tile(
+    tile: np.ndarray,
+    target_z: np.ndarray,
+    *,
+    reference_max: float,
+    bundle: Any = None,
+    factor: float = 1.0,
+    angles: Sequence[float] = (-10.0, -5.0, 0.0, 5.0, 10.0),
+    content_fraction: float = 0.01,
+    check_content: bool = True,
+    device: str = "cpu",
+) -> TileResult:
+    """Resample a tile to the target pixel size, predict (with a bundle), filter by content, register.
+
+    Parameters
+    ----------
+    tile : ndarray (h, w)
+        The EM (or same-modality) tile.
+    target_z : ndarray (H, W)
+        The target image, z-scored (the units of a regression bundle's predictions).
+    reference_max : float
+        Robust maximum of ``target_z`` for the content filter.
+    bundle : Bundle, optional
+        A loaded EM -> target bundle; None registers the z-scored tile itself.
+    factor : float
+        Tile pixel size / target pixel size.
+    angles, content_fraction, device
+        Rotations searched, content filter threshold, prediction device.
+    check_content : bool
+        Apply the content filter.
+
+    Returns
+    -------
+    TileResult
+        ``row`` has ``factor``, ``content_fraction``, ``skipped`` and, when registered, the transform's
+        parameters (tile pixels -> target pixels) and the registration's scores.
+    """
+    from stainfree.register import compose, has_content, inverse, params, register, rescale
+    from stainfree.register.match import zscore
+
+    small, small_to_tile = rescale(tile, factor)
+    pred = _predict_tile(bundle, small, device) if bundle is not None else zscore(small)
+    frac = float(np.mean(pred > 0.5 * reference_max))
+    row: dict[str, Any] = {"factor": factor, "content_fraction": round(frac, 5)}
+    if check_content and not has_content(pred, reference_max, fraction=content_fraction):
+        row.update(skipped=True, converged=False, reason="too little content")
+        return TileResult(row, None, pred, None)
+    reg = register(pred, target_z, angles=angles)
+    tile_to_target = compose(reg.transform, inverse(small_to_tile))
+    row.update({"skipped": False, **reg.summary(), **params(tile_to_target)})
+    return TileResult(row, tile_to_target, pred, reg)
+
+
 def register(
     tiles: str | Path | Sequence[str | Path],
     target: str | Path,
@@ -121,8 +186,8 @@ def register(
     target : path
         The large target image (e.g. the immunofluorescence), 2D.
     out : path
-        Output folder: ``<tile>.json`` (transform), ``<tile>.ome.tif`` (target, EM and prediction in the target
-        frame; the affine in the OME description), ``<tile>_overlay.png``, and ``registration.csv``.
+        Output folder: ``<tile>.json`` (transform), ``<tile>.ome.tif`` (target, EM and prediction in the
+        target frame; the affine in the OME description), ``<tile>_overlay.png``, and ``registration.csv``.
     bundle : path, optional
         EM -> target model bundle, trained at the target's pixel size (needed unless ``predict`` is False).
     predict : bool
@@ -150,7 +215,7 @@ def register(
 
     from stainfree.errors import InputError
     from stainfree.io.writers import write_json, write_ome_tiff, write_png, write_table
-    from stainfree.register import compose, has_content, inverse, params, register, rescale, warp_into
+    from stainfree.register import inverse, warp_into
     from stainfree.register.match import zscore
     from stainfree.register.transform import mean_displacement_error
 
@@ -180,26 +245,29 @@ def register(
         tile, meta = _read_2d(path)
         px = _pixel_um(meta, tile_pixel_um)
         factor = px / tgt_px if px and tgt_px else 1.0
-        small, small_to_tile = rescale(tile, factor)
-        if small.shape[0] > tgt.shape[0] or small.shape[1] > tgt.shape[1] or min(small.shape) < 16:
+        if min(tile.shape) * factor < 16 or any(
+            n * factor > m for n, m in zip(tile.shape, tgt.shape, strict=True)
+        ):
             raise InputError(
-                path,
-                f"tile of {small.shape} target pixels does not fit in the target {tgt.shape} (or < 16 px)",
+                path, f"tile of {tile.shape} pixels (x {factor:.3g}) does not fit in the target {tgt.shape}"
             )
-        pred = _predict_tile(loaded, small, device) if loaded is not None else zscore(small)
-        row: dict[str, Any] = {"tile": path.name, "factor": factor}
-        frac = float(np.mean(pred > 0.5 * reference_max))
-        row["content_fraction"] = round(frac, 5)
-        if not has_content(pred, reference_max, fraction=content_fraction):
-            row.update(skipped=True, converged=False, reason="too little content")
+        res = register_tile(
+            tile,
+            tgt_z,
+            reference_max=reference_max,
+            bundle=loaded,
+            factor=factor,
+            angles=angles,
+            content_fraction=content_fraction,
+            device=device,
+        )
+        row = {"tile": path.name, **res.row}
+        if res.registration is None or res.tile_to_target is None:
             rows.append(row)
             if progress:
-                print(f"{path.name}: skipped (content {frac:.4f})")
+                print(f"{path.name}: skipped (content {row['content_fraction']:.4f})")
             continue
-        reg = register(pred, tgt_z, angles=angles)
-        tile_to_target = compose(reg.transform, inverse(small_to_tile))
-        summary = {**reg.summary(), **params(tile_to_target)}
-        row.update(skipped=False, **summary)
+        reg, tile_to_target, pred = res.registration, res.tile_to_target, res.prediction
         if path.name in known:
             from skimage.transform import SimilarityTransform
 
@@ -233,9 +301,8 @@ def register(
         rows.append(row)
         if progress:
             err = f", error {row['error_px']:.2f} px" if "error_px" in row else ""
-            print(
-                f"{path.name}: {'converged' if reg.converged else 'not converged'} (score {reg.score:.2f}{err})"
-            )
+            state = "converged" if reg.converged else "not converged"
+            print(f"{path.name}: {state} (score {reg.score:.2f}{err})")
     df: pd.DataFrame = pd.DataFrame(rows)
     table = write_table(out / "registration.csv", df)
     return {"table": table, "out": out}
@@ -258,10 +325,11 @@ def simulate_clem(
     Parameters
     ----------
     out : path
-        Folder: ``if.ome.tif`` (target, 0.1 um), ``em/tile_NNN.ome.tif`` (EM tiles), ``if_tiles/tile_NNN.ome.tif``
-        (IF tiles at the IF pixel size placed by the same kind of transform, for ``--no-predict``),
-        ``truth.json`` and ``if_tiles/truth.json``; with ``training_fields``, ``train/em_NN.ome.tif`` and
-        ``train/if_NN.ome.tif`` (registered pairs on the IF grid, from other fields) and ``train/manifest.csv``.
+        Folder: ``if.ome.tif`` (target, 0.1 um), ``em/tile_NNN.ome.tif`` (EM tiles),
+        ``if_tiles/tile_NNN.ome.tif`` (IF tiles at the IF pixel size placed by the same kind of transform, for
+        ``--no-predict``), ``truth.json`` and ``if_tiles/truth.json``; with ``training_fields``,
+        ``train/em_NN.ome.tif`` and ``train/if_NN.ome.tif`` (registered pairs on the IF grid, from other
+        fields) and ``train/manifest.csv``.
     n_tiles, seed, size_um, tile_um, em_pixel_um, max_rotation_deg, max_scale_change
         The case: tile count, seed, field side, tile side, EM pixel size, placement ranges.
     training_fields : int
@@ -270,8 +338,8 @@ def simulate_clem(
     Returns
     -------
     dict
-        Paths of ``target``, ``tiles`` (folder), ``truth``, ``if_tiles`` (folder) and ``train`` (manifest, when
-        written).
+        Paths of ``target``, ``tiles`` (folder), ``truth``, ``if_tiles`` (folder), ``if_truth`` and ``train``
+        (manifest, when written).
     """
     from stainfree.io.writers import write_json, write_ome_tiff
     from stainfree.register import about_center, compose, similarity, warp_into
