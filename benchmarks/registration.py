@@ -9,7 +9,7 @@ After Ounkomol et al. 2018 (EM -> MBP-IF: 86 of 90 tiles converged, mean error 1
   predicted (reflection padding), filtered by content and registered; the same registration on the raw EM
   (no prediction) of the tiles that passed the filter is the baseline.
 - real: ``../shared/data/clem_em_chromatin`` (four registered SEM / chromatin sections); an EM -> chromatin
-  model is trained on s6-s8; crops of s9's EM (256 x 256, rotation up to +/- 10 degrees, scale change up to
+  model is trained on s6-s8; crops of s9's EM (384 x 384, rotation up to +/- 10 degrees, scale change up to
   +/- 5%) placed at random are registered in s9's whole chromatin image.
 
 The fraction converged is over the tiles that passed the content filter; the error (mean displacement over
@@ -20,7 +20,7 @@ converged with mean error <= 1.0 IF px.
 
 Run: ``.venv/bin/python benchmarks/registration.py [--quick] [--budget S] [--real-budget S] [--tiles N]``;
 the full run takes the two budgets plus a few minutes; ``--quick`` trains a few seconds on small fields and
-registers 3 tiles (a smoke test, figures meaningless).
+registers 2 tiles each (a smoke test, figures meaningless).
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ from typing import Any
 import numpy as np
 
 from _common import SHARED_DATA, finish, set_threads
+
+#: Gaussian sigma (pixels) on prediction and target before registering the real crops: the chromatin predicted
+#: from a few minutes of CPU training matches the real stain only in its coarse features.
+REAL_SMOOTH = 2.0
 
 
 def _czyx(a: np.ndarray) -> np.ndarray:
@@ -58,19 +62,25 @@ def train(xs: list[np.ndarray], ys: list[np.ndarray], budget_s: float, work: Pat
 
 
 def evaluate(
-    tiles: list[tuple[np.ndarray, Any]], target: np.ndarray, bundle: Any, factor: float, prefix: str
+    tiles: list[tuple[np.ndarray, Any]],
+    target: np.ndarray,
+    bundle: Any,
+    factor: float,
+    prefix: str,
+    smooth: float = 0.0,
 ) -> dict[str, Any]:
     """Register every tile through its prediction; baseline: the raw EM of those that passed the filter."""
     from stainfree.register import mean_displacement_error
     from stainfree.register.match import zscore
-    from stainfree.workflows.register import register_tile
+    from stainfree.workflows.register import content_reference, prepare_tile, register_tile
 
     target_z = zscore(target)
-    ref = float(np.percentile(target_z, 99.9))
-    errors, base_errors, n_ok, n_conv, n_base, n_wrong = [], [], 0, 0, 0, 0
     t0 = time.perf_counter()
-    for tile, truth in tiles:
-        res = register_tile(tile, target_z, reference_max=ref, bundle=bundle, factor=factor)
+    preds = [prepare_tile(tile, bundle=bundle, factor=factor) for tile, _ in tiles]
+    reference = content_reference([p[0] for p in preds])
+    errors, base_errors, n_ok, n_conv, n_base, n_wrong = [], [], 0, 0, 0, 0
+    for (tile, truth), (pred, pred_to_tile) in zip(tiles, preds, strict=True):
+        res = register_tile(pred, pred_to_tile, target_z, reference=reference, smooth=smooth)
         if res.tile_to_target is None or res.registration is None:
             continue
         n_ok += 1
@@ -79,7 +89,10 @@ def evaluate(
             n_conv += 1
             errors.append(err)
             n_wrong += err > 5.0
-        base = register_tile(tile, target_z, reference_max=ref, factor=factor, check_content=False)
+        raw, raw_to_tile = prepare_tile(tile, factor=factor)
+        base = register_tile(
+            raw, raw_to_tile, target_z, reference=reference, check_content=False, smooth=smooth
+        )
         assert base.registration is not None and base.tile_to_target is not None
         b_err = mean_displacement_error(truth, base.tile_to_target, tile.shape)
         base_errors.append(b_err)
@@ -104,6 +117,7 @@ def evaluate(
             float(np.mean(np.array(base_errors) < 2.0)) if base_errors else 0.0, 4
         ),
         f"{prefix}seconds_per_tile": round(per_tile, 3),
+        f"{prefix}smooth_px": smooth,
     }
 
 
@@ -157,7 +171,7 @@ def real(budget: float, n_tiles: int, quick: bool, work: Path) -> dict[str, Any]
     bundle = train(em[:3], fm[:3], budget, work, "em2chromatin")
     train_s = time.perf_counter() - t0
     rng = np.random.default_rng(2020)
-    shape = (128, 128) if quick else (256, 256)
+    shape = (128, 128) if quick else (384, 384)
     h, w = em[3].shape
     half = 0.5 * np.hypot(*shape) * 1.05 + 1
     tiles = []
@@ -165,7 +179,7 @@ def real(budget: float, n_tiles: int, quick: bool, work: Path) -> dict[str, Any]
         cx, cy = rng.uniform(half, w - half), rng.uniform(half, h - half)
         truth = about_center(shape, 1 + rng.uniform(-0.05, 0.05), rng.uniform(-10, 10), (cx, cy))
         tiles.append((warp_into(em[3], truth, shape, cval=0.0), truth))
-    out = evaluate(tiles, fm[3], bundle, 1.0, "real_")
+    out = evaluate(tiles, fm[3], bundle, 1.0, "real_", smooth=REAL_SMOOTH)
     out.update(
         real_train_s=round(train_s, 1), real_steps=bundle.config.training["steps"], real_budget_s=budget
     )
@@ -177,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run (figures meaningless)")
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds, simulated model")
     parser.add_argument("--real-budget", type=float, default=240.0, help="training seconds, real model")
-    parser.add_argument("--tiles", type=int, default=100, help="held-out tiles (simulated)")
+    parser.add_argument("--tiles", type=int, default=150, help="held-out tiles placed (simulated)")
     parser.add_argument("--real-tiles", type=int, default=100, help="held-out crops (real)")
     parser.add_argument("--parts", default="sim,real", help="comma-separated: sim, real")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -186,14 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     set_threads(args.threads)
     quick = bool(args.quick)
-    budget = 4.0 if quick else args.budget
-    real_budget = 4.0 if quick else args.real_budget
+    budget = 3.0 if quick else args.budget
+    real_budget = 3.0 if quick else args.real_budget
     results: dict[str, Any] = {"quick": quick}
     with tempfile.TemporaryDirectory(prefix="stainfree_registration_") as tmp:
         parts = {p.strip() for p in args.parts.split(",")}
         if "sim" in parts:
-            results.update(simulated(budget, 3 if quick else args.tiles, quick, Path(tmp)))
-        r = real(real_budget, 3 if quick else args.real_tiles, quick, Path(tmp)) if "real" in parts else {}
+            results.update(simulated(budget, 2 if quick else args.tiles, quick, Path(tmp)))
+        r = real(real_budget, 2 if quick else args.real_tiles, quick, Path(tmp)) if "real" in parts else {}
     if r is None:
         print(f"real: skipped, clem_em_chromatin is not in {SHARED_DATA}")
     else:

@@ -535,6 +535,9 @@ def register_cmd(
     max_rotation: Annotated[
         float, typer.Option("--max-rotation", help="Largest tile rotation searched (degrees).")
     ] = 10.0,
+    smooth: Annotated[
+        float, typer.Option("--smooth", help="Gaussian sigma (target px) on prediction and target first.")
+    ] = 0.0,
     device: Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-tile lines.")] = False,
 ) -> None:
@@ -557,6 +560,7 @@ def register_cmd(
         target_pixel_um=target_pixel,
         truth=truth,
         max_rotation_deg=max_rotation,
+        smooth=smooth,
         device=device,
         progress=not quiet,
     )

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from scipy import ndimage
 from skimage.transform import SimilarityTransform
 
-from stainfree.register.match import match
+from stainfree.register.match import Match, match_candidates
 from stainfree.register.refine import flow_step, ncc
 from stainfree.register.transform import mean_displacement_error, params, warp_into
 
@@ -71,20 +72,26 @@ def content_fraction(image: np.ndarray, level: float) -> float:
     return float((a[ok] > level).mean()) if ok.any() else 0.0
 
 
-def has_content(image: np.ndarray, maximum: float, *, fraction: float = 0.01, level: float = 0.5) -> bool:
-    """The content filter of Ounkomol et al.: more than ``fraction`` of the pixels above ``level * maximum``.
+def has_content(
+    image: np.ndarray, maximum: float, *, background: float = 0.0, fraction: float = 0.01, level: float = 0.5
+) -> bool:
+    """The content filter of Ounkomol et al.: more than ``fraction`` of the pixels above ``level`` of the
+    maximum (measured from ``background``).
 
     Parameters
     ----------
     image : ndarray
         A predicted (or same-modality) tile, in the units of ``maximum``.
     maximum : float
-        The reference maximum (for a prediction: a robust maximum of the target image in the same units, so
-        that an empty tile does not pass on its own noise).
+        The reference maximum, in the units of ``image`` (for predictions: a robust maximum of the predictions
+        of every tile of a run, so that an empty tile does not pass on its own noise).
+    background : float
+        The reference zero (e.g. the median of those predictions).
     fraction, level : float
-        More than ``fraction`` of the pixels must exceed ``level * maximum`` (paper: 1% above 50%).
+        More than ``fraction`` of the pixels must exceed ``background + level * (maximum - background)``
+        (paper: 1% above 50% of the maximum).
     """
-    return content_fraction(image, level * float(maximum)) > fraction
+    return content_fraction(image, background + level * (float(maximum) - background)) > fraction
 
 
 def register(
@@ -94,11 +101,15 @@ def register(
     angles: Sequence[float] = (-10.0, -5.0, 0.0, 5.0, 10.0),
     iterations: int = 3,
     flow: Literal["ilk", "tvl1"] = "ilk",
-    min_score: float = 0.3,
+    min_score: float = 0.5,
     min_inliers: float = 0.3,
     max_update_px: float = 0.5,
     max_scale_change: float = 0.15,
     seed: int = 0,
+    candidates: int = 3,
+    accept_score: float = 0.6,
+    smooth: float = 0.0,
+    residual_px: float = 1.0,
 ) -> Registration:
     """Register a tile to a larger image of the same modality and about the same pixel size.
 
@@ -124,6 +135,15 @@ def register(
         Convergence: the fitted scale stays within ``1 +/- max_scale_change``.
     seed : int
         RANSAC seed.
+    candidates : int
+        The best distinct template matches refined; the one that converges with the highest correlation wins.
+    accept_score : float
+        A match that converges with at least this correlation is taken without refining the others.
+    smooth : float
+        Gaussian sigma (pixels) applied to tile and target first (0: none); helps where the prediction
+        matches the target only in its coarse features.
+    residual_px : float
+        RANSAC inlier distance (target pixels) of the similarity fit to the flow.
 
     Returns
     -------
@@ -131,13 +151,55 @@ def register(
     """
     tile = np.asarray(tile, dtype=np.float32)
     target = np.asarray(target, dtype=np.float32)
-    m = match(tile, target, angles=angles)
+    if smooth > 0:
+        tile = ndimage.gaussian_filter(tile, smooth, mode="reflect")
+        target = ndimage.gaussian_filter(target, smooth, mode="reflect")
+    found = match_candidates(tile, target, angles=angles)
+    margin = found[0].score - found[1].score if len(found) > 1 else 1.0
+    best: Registration | None = None
+    for m in found[: max(1, candidates)]:
+        r = _refine(
+            tile,
+            target,
+            m,
+            iterations,
+            flow,
+            seed,
+            min_score,
+            min_inliers,
+            max_update_px,
+            max_scale_change,
+            residual_px,
+        )
+        if best is None or (r.converged, r.score) > (best.converged, best.score):
+            best = r
+        if best.converged and best.score >= accept_score:
+            break
+    assert best is not None
+    best.extra["match_margin"] = margin
+    return best
+
+
+def _refine(
+    tile: np.ndarray,
+    target: np.ndarray,
+    m: Match,
+    iterations: int,
+    flow: Literal["ilk", "tvl1"],
+    seed: int,
+    min_score: float,
+    min_inliers: float,
+    max_update_px: float,
+    max_scale_change: float,
+    residual_px: float,
+) -> Registration:
+    """Flow + similarity refinements from one template match, and the convergence test."""
     t = m.transform
     last, inl, reason = float("inf"), 0.0, ""
     for i in range(iterations):
-        step = flow_step(tile, target, t, method=flow, seed=seed + i)
+        step = flow_step(tile, target, t, method=flow, seed=seed + i, residual_px=residual_px)
         if step is None:
-            reason = "too few points with structure inside the target"
+            reason = "no similarity fits the flow (too few points with structure, or no consensus)"
             break
         if abs(step.transform.scale - 1.0) > 2 * max_scale_change:
             reason = f"flow fit a scale of {step.transform.scale:.3f}"

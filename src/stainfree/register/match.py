@@ -129,6 +129,25 @@ def match(
         The tile -> target transform (rotation about the tile centre, then translation), the peak normalized
         cross-correlation (-1 to 1) at full resolution and the angle.
     """
+    return match_candidates(
+        tile, target, angles=angles, min_size=min_size, candidates=candidates, radius=radius
+    )[0]
+
+
+def match_candidates(
+    tile: np.ndarray,
+    target: np.ndarray,
+    *,
+    angles: Sequence[float] = (0.0,),
+    min_size: int = 24,
+    candidates: int = 3,
+    radius: int = 3,
+    separation: float = 4.0,
+) -> list[Match]:
+    """The distinct placements :func:`match` considers, best first (parameters as there).
+
+    Placements whose tile centres lie within ``separation`` target pixels of a better one are dropped.
+    """
     tile = np.nan_to_num(zscore(tile))
     target = np.nan_to_num(zscore(target))
     if tile.shape[0] > target.shape[0] or tile.shape[1] > target.shape[1]:
@@ -137,7 +156,8 @@ def match(
     pyramid = [target]
     for _ in range(n):
         pyramid.append(pyramid_reduce(pyramid[-1], 2, preserve_range=True).astype(np.float32))
-    best: Match | None = None
+    found: list[Match] = []
+    center = np.array([[(tile.shape[1] - 1) / 2.0, (tile.shape[0] - 1) / 2.0]])
     for angle in angles:
         core, core_to_tile = rotated_core(tile, float(angle))
         cores = [core]
@@ -150,20 +170,22 @@ def match(
         peaks = peak_local_max(ncc, min_distance=2, num_peaks=candidates, exclude_border=False)
         if len(peaks) == 0:
             peaks = np.array([np.unravel_index(int(np.argmax(ncc)), ncc.shape)])
+        tile_to_core = SimilarityTransform(matrix=np.linalg.inv(core_to_tile.params))
         for pr, pc in peaks:
             r, c = int(pr), int(pc)
             score, m, r0, c0 = float(ncc[r, c]), ncc, 0, 0
             for level in range(n - 1, -1, -1):
                 r, c, score, m, r0, c0 = _refine(pyramid[level], cores[level], 2 * r, 2 * c, radius)
-            if best is not None and score <= best.score:
-                continue
             fr, fc = _subpixel(m, r - r0, c - c0) if m.size > 1 else (float(r - r0), float(c - c0))
             # core point q <-> target point q + (col, row); tile point p = core_to_tile(q)
-            core_to_target = similarity(translation=(c0 + fc, r0 + fr))
-            tile_to_target = compose(
-                core_to_target, SimilarityTransform(matrix=np.linalg.inv(core_to_tile.params))
-            )
-            best = Match(tile_to_target, score, float(angle))
-    if best is None:
+            tile_to_target = compose(similarity(translation=(c0 + fc, r0 + fr)), tile_to_core)
+            found.append(Match(tile_to_target, score, float(angle)))
+    if not found:
         raise ValueError(f"tile {tile.shape} does not fit into the target {target.shape} at any angle")
-    return best
+    found.sort(key=lambda mt: -mt.score)
+    kept: list[Match] = []
+    for mt in found:
+        p = mt.transform(center)[0]
+        if all(np.hypot(*(p - k.transform(center)[0])) > separation for k in kept):
+            kept.append(mt)
+    return kept

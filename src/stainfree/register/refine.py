@@ -94,7 +94,7 @@ def flow_step(
     if method == "tvl1":
         flow = optical_flow_tvl1(ref, moving)
     else:
-        flow = optical_flow_ilk(ref, moving, radius=radius)
+        flow = optical_flow_ilk(ref, moving, radius=radius, num_warp=3)
     pts = structure_points(ref)
     if len(pts):
         ix, iy = pts[:, 0].astype(int), pts[:, 1].astype(int)

@@ -104,57 +104,100 @@ class TileResult:
     registration: Registration | None
 
 
-def register_tile(
-    tile: np.ndarray,
-    target_z: np.ndarray,
-    *,
-    reference_max: float,
-    bundle: Any = None,
-    factor: float = 1.0,
-    angles: Sequence[float] = (-10.0, -5.0, 0.0, 5.0, 10.0),
-    content_fraction: float = 0.01,
-    check_content: bool = True,
-    device: str = "cpu",
-) -> TileResult:
-    """Resample a tile to the target pixel size, predict (with a bundle), filter by content, register.
+def prepare_tile(
+    tile: np.ndarray, *, bundle: Any = None, factor: float = 1.0, device: str = "cpu"
+) -> tuple[np.ndarray, SimilarityTransform]:
+    """Resample a tile to the target pixel size and predict the target modality from it.
 
     Parameters
     ----------
     tile : ndarray (h, w)
         The EM (or same-modality) tile.
-    target_z : ndarray (H, W)
-        The target image, z-scored (the units of a regression bundle's predictions).
-    reference_max : float
-        Robust maximum of ``target_z`` for the content filter.
     bundle : Bundle, optional
-        A loaded EM -> target bundle; None registers the z-scored tile itself.
+        A loaded EM -> target bundle; None z-scores the resampled tile instead (same-modality registration).
     factor : float
         Tile pixel size / target pixel size.
-    angles, content_fraction, device
-        Rotations searched, content filter threshold, prediction device.
-    check_content : bool
-        Apply the content filter.
+    device : str
+        Prediction device.
 
     Returns
     -------
-    TileResult
-        ``row`` has ``factor``, ``content_fraction``, ``skipped`` and, when registered, the transform's
-        parameters (tile pixels -> target pixels) and the registration's scores.
+    prediction : ndarray of float32
+        On the resampled grid; a regression bundle's units are z-scores of the target.
+    prediction_to_tile : SimilarityTransform
+        Maps prediction pixels to tile pixels.
     """
-    from stainfree.register import compose, has_content, inverse, params, register, rescale
+    from stainfree.register import rescale
     from stainfree.register.match import zscore
 
     small, small_to_tile = rescale(tile, factor)
     pred = _predict_tile(bundle, small, device) if bundle is not None else zscore(small)
-    frac = float(np.mean(pred > 0.5 * reference_max))
-    row: dict[str, Any] = {"factor": factor, "content_fraction": round(frac, 5)}
-    if check_content and not has_content(pred, reference_max, fraction=content_fraction):
+    return pred, small_to_tile
+
+
+def content_reference(predictions: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Background (median) and maximum (99.9th percentile) of predictions pooled over every tile of a run.
+
+    The content filter compares each tile with this shared scale, so that an empty tile does not pass on its
+    own noise and a model's shrunken output range (regression to the mean) does not fail every tile.
+    """
+    pooled = np.concatenate([np.asarray(p, dtype=np.float32).ravel() for p in predictions])
+    pooled = pooled[np.isfinite(pooled)]
+    if pooled.size == 0:
+        return 0.0, 0.0
+    return float(np.median(pooled)), float(np.percentile(pooled, 99.9))
+
+
+def register_tile(
+    prediction: np.ndarray,
+    prediction_to_tile: SimilarityTransform,
+    target_z: np.ndarray,
+    *,
+    reference: tuple[float, float],
+    angles: Sequence[float] = (-10.0, -5.0, 0.0, 5.0, 10.0),
+    content_fraction: float = 0.01,
+    check_content: bool = True,
+    smooth: float = 0.0,
+) -> TileResult:
+    """Filter a predicted tile by content and register it in the target.
+
+    Parameters
+    ----------
+    prediction, prediction_to_tile
+        From :func:`prepare_tile`.
+    target_z : ndarray (H, W)
+        The target image, z-scored (the units of a regression bundle's predictions).
+    reference : (background, maximum)
+        Scale of the content filter (:func:`content_reference`): a tile passes when more than
+        ``content_fraction`` of its pixels exceed ``background + 0.5 (maximum - background)``.
+    angles : sequence of float
+        Rotations searched by the template match.
+    content_fraction : float
+        Content filter threshold (paper: 1%).
+    check_content : bool
+        Apply the content filter.
+    smooth : float
+        Gaussian sigma (target pixels) applied to prediction and target before registering.
+
+    Returns
+    -------
+    TileResult
+        ``row`` has ``content_fraction``, ``skipped`` and, when registered, the transform's parameters
+        (tile pixels -> target pixels) and the registration's scores.
+    """
+    from stainfree.register import compose, has_content, inverse, params, register
+    from stainfree.register import content_fraction as fraction_above
+
+    bg, top = reference
+    frac = fraction_above(prediction, bg + 0.5 * (top - bg))
+    row: dict[str, Any] = {"content_fraction": round(frac, 5)}
+    if check_content and not has_content(prediction, top, background=bg, fraction=content_fraction):
         row.update(skipped=True, converged=False, reason="too little content")
-        return TileResult(row, None, pred, None)
-    reg = register(pred, target_z, angles=angles)
-    tile_to_target = compose(reg.transform, inverse(small_to_tile))
+        return TileResult(row, None, prediction, None)
+    reg = register(prediction, target_z, angles=angles, smooth=smooth, residual_px=max(1.0, smooth))
+    tile_to_target = compose(reg.transform, inverse(prediction_to_tile))
     row.update({"skipped": False, **reg.summary(), **params(tile_to_target)})
-    return TileResult(row, tile_to_target, pred, reg)
+    return TileResult(row, tile_to_target, prediction, reg)
 
 
 def register(
@@ -169,6 +212,7 @@ def register(
     truth: str | Path | None = None,
     max_rotation_deg: float = 10.0,
     content_fraction: float = 0.01,
+    smooth: float = 0.0,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Path]:
@@ -201,6 +245,9 @@ def register(
         The template match tries rotations up to this, in 5-degree steps.
     content_fraction : float
         Content filter threshold.
+    smooth : float
+        Gaussian sigma (target pixels) applied to prediction and target before registering (for predictions
+        that match the target only coarsely).
     device : str
         Prediction device.
     progress : bool
@@ -230,7 +277,6 @@ def register(
     tgt, t_meta = _read_2d(Path(target))
     tgt_z = zscore(tgt)
     tgt_px = _pixel_um(t_meta, target_pixel_um)
-    reference_max = float(np.percentile(tgt_z, 99.9))
     known = _truth(truth)
     loaded = None
     if predict:
@@ -240,7 +286,7 @@ def register(
     step = 5.0
     n_angles = int(np.floor(max(max_rotation_deg, 0.0) / step))
     angles = tuple(step * k for k in range(-n_angles, n_angles + 1))
-    rows: list[dict[str, Any]] = []
+    prepared = []
     for path in paths:
         tile, meta = _read_2d(path)
         px = _pixel_um(meta, tile_pixel_um)
@@ -251,17 +297,22 @@ def register(
             raise InputError(
                 path, f"tile of {tile.shape} pixels (x {factor:.3g}) does not fit in the target {tgt.shape}"
             )
+        prepared.append(
+            (path, tile, factor, *prepare_tile(tile, bundle=loaded, factor=factor, device=device))
+        )
+    reference = content_reference([p[3] for p in prepared])
+    rows: list[dict[str, Any]] = []
+    for path, tile, factor, pred, pred_to_tile in prepared:
         res = register_tile(
-            tile,
+            pred,
+            pred_to_tile,
             tgt_z,
-            reference_max=reference_max,
-            bundle=loaded,
-            factor=factor,
+            reference=reference,
             angles=angles,
             content_fraction=content_fraction,
-            device=device,
+            smooth=smooth,
         )
-        row = {"tile": path.name, **res.row}
+        row = {"tile": path.name, "factor": factor, **res.row}
         if res.registration is None or res.tile_to_target is None:
             rows.append(row)
             if progress:
