@@ -16,6 +16,10 @@ def test_register_through_a_prediction_writes_every_output(tmp_path):
     case = api.simulate_clem(tmp_path / "case", n_tiles=2, size_um=25.6, seed=1, training_fields=1)
     manifest = pd.read_csv(case["train"])
     assert list(manifest.columns) == ["signal", "target"]
+    from stainfree.config import load_yaml
+
+    written_job = load_yaml(TrainingJob, case["job"])
+    assert written_job.data.manifest == case["train"].resolve() and written_job.data.input_mode == "2d"
     from stainfree.io.readers import read_image
 
     em, _ = read_image(case["train"].parent / manifest["signal"][0])

@@ -380,7 +380,8 @@ def simulate_clem(
         ``if_tiles/tile_NNN.ome.tif`` (IF tiles at the IF pixel size placed by the same kind of transform, for
         ``--no-predict``), ``truth.json`` and ``if_tiles/truth.json``; with ``training_fields``,
         ``train/em_NN.ome.tif`` and ``train/if_NN.ome.tif`` (registered pairs on the IF grid, from other
-        fields) and ``train/manifest.csv``.
+        fields), ``train/manifest.csv`` and ``train/job.yaml`` (``stainfree train`` trains the EM -> IF
+        bundle ``train/run/em2if.stainfree`` from it).
     n_tiles, seed, size_um, tile_um, em_pixel_um, max_rotation_deg, max_scale_change
         The case: tile count, seed, field side, tile side, EM pixel size, placement ranges.
     training_fields : int
@@ -389,8 +390,8 @@ def simulate_clem(
     Returns
     -------
     dict
-        Paths of ``target``, ``tiles`` (folder), ``truth``, ``if_tiles`` (folder), ``if_truth`` and ``train``
-        (manifest, when written).
+        Paths of ``target``, ``tiles`` (folder), ``truth``, ``if_tiles`` (folder), ``if_truth`` and, with
+        training fields, ``train`` (manifest) and ``job``.
     """
     from stainfree.io.writers import write_json, write_ome_tiff
     from stainfree.register import about_center, compose, similarity, warp_into
@@ -455,4 +456,13 @@ def simulate_clem(
                 )
             rows.append({"signal": f"em_{k:02d}.ome.tif", "target": f"if_{k:02d}.ome.tif"})
         paths["train"] = write_table(out / "train" / "manifest.csv", pd.DataFrame(rows))
+        from stainfree.config import DataConfig, TrainConfig, TrainingJob, save_yaml
+
+        job = TrainingJob(
+            name="em2if",
+            output_dir=(out / "train" / "run").resolve(),
+            data=DataConfig(manifest=paths["train"].resolve(), input_mode="2d"),
+            train=TrainConfig(max_time="5m"),
+        )
+        paths["job"] = save_yaml(job, out / "train" / "job.yaml")
     return paths
