@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import SHARED_DATA, finish, set_threads
+from _common import RESULTS, SHARED_DATA, finish, set_threads
 
 #: Gaussian sigma (pixels) on prediction and target before registering the real crops: the chromatin predicted
 #: from a few minutes of CPU training matches the real stain only in its coarse features.
@@ -121,7 +121,7 @@ def evaluate(
     }
 
 
-def simulated(budget: float, n_tiles: int, quick: bool, work: Path) -> dict[str, Any]:
+def simulated(budget: float, n_tiles: int, quick: bool, work: Path, seed: int = 2019) -> dict[str, Any]:
     """Train on separate simulated fields, register tiles placed at random in a held-out field."""
     from stainfree.simulate.conjugate import em_tile, random_placement, simulate_conjugate, training_pair
 
@@ -129,12 +129,12 @@ def simulated(budget: float, n_tiles: int, quick: bool, work: Path) -> dict[str,
     n_train = 1 if quick else 4
     t0 = time.perf_counter()
     pairs = [training_pair(simulate_conjugate(100 + k, size_um=size)) for k in range(n_train)]
-    test = simulate_conjugate(0, size_um=size)
+    test = simulate_conjugate(seed, size_um=size)  # training fields are seeds 100-103
     sim_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     bundle = train([p[0] for p in pairs], [p[1] for p in pairs], budget, work, "em2mbp")
     train_s = time.perf_counter() - t0
-    rng = np.random.default_rng(2018)
+    rng = np.random.default_rng(seed)
     tiles = []
     for _ in range(n_tiles):
         pl = random_placement(rng, test)
@@ -149,6 +149,7 @@ def simulated(budget: float, n_tiles: int, quick: bool, work: Path) -> dict[str,
         train_s=round(train_s, 1),
         steps=bundle.config.training["steps"],
         budget_s=budget,
+        seed=seed,
     )
     return out
 
@@ -193,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-budget", type=float, default=240.0, help="training seconds, real model")
     parser.add_argument("--tiles", type=int, default=150, help="held-out tiles placed (simulated)")
     parser.add_argument("--real-tiles", type=int, default=100, help="held-out crops (real)")
+    parser.add_argument(
+        "--merge", action="store_true", help="update the existing results file instead of replacing it"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=2019, help="seed of the held-out field and tile placements"
+    )
     parser.add_argument("--parts", default="sim,real", help="comma-separated: sim, real")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args(argv)
@@ -206,12 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stainfree_registration_") as tmp:
         parts = {p.strip() for p in args.parts.split(",")}
         if "sim" in parts:
-            results.update(simulated(budget, 2 if quick else args.tiles, quick, Path(tmp)))
+            results.update(simulated(budget, 2 if quick else args.tiles, quick, Path(tmp), args.seed))
         r = real(real_budget, 2 if quick else args.real_tiles, quick, Path(tmp)) if "real" in parts else {}
     if r is None:
         print(f"real: skipped, clem_em_chromatin is not in {SHARED_DATA}")
     else:
         results.update(r)
+    if args.merge and not quick and (RESULTS / "registration.json").is_file():
+        import json
+
+        results = {**json.loads((RESULTS / "registration.json").read_text()), **results}
     finish("registration", results, quick=quick)
     return 0
 
