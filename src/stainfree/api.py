@@ -20,6 +20,7 @@ from stainfree.workflows.organelles import (
     train_fgnet,
 )
 from stainfree.workflows.quantify import quantify
+from stainfree.workflows.register import register, simulate_clem
 from stainfree.workflows.staining import (
     evaluate,
     make_manifest,
@@ -43,10 +44,12 @@ __all__ = [
     "predict_array",
     "pretrain",
     "quantify",
+    "register",
     "segment",
     "segment_array",
     "simulate",
     "test_package",
+    "simulate_clem",
     "train",
     "train_catalog",
     "train_fgnet",

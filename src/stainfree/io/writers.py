@@ -33,6 +33,7 @@ def write_ome_tiff(
     voxel_size_um: Sequence[float | None] = (None, None, None),
     channel_names: Sequence[str] | None = None,
     compression: str | None = "zlib",
+    description: str | None = None,
 ) -> Path:
     """Write an array as OME-TIFF, atomically.
 
@@ -50,6 +51,8 @@ def write_ome_tiff(
         One name per channel when ``axes`` has ``C``.
     compression : str or None
         tifffile compression (``"zlib"`` by default; None for none).
+    description : str, optional
+        Text of the OME ``Image/Description`` element (e.g. JSON of a registration transform).
 
     Returns
     -------
@@ -72,6 +75,8 @@ def write_ome_tiff(
         metadata["PhysicalSizeZUnit"] = "µm"
     if channel_names is not None and "C" in axes:
         metadata["Channel"] = {"Name": list(channel_names)}
+    if description is not None:
+        metadata["Description"] = str(description)
     # tifffile puts a random UUID into the OME-XML; derive it from the content: equal inputs, equal bytes
     metadata["UUID"] = _content_uuid(
         array, json.dumps(metadata, sort_keys=True, default=str), str(compression)
