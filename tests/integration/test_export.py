@@ -14,7 +14,7 @@ from stainfree.models.registry import build_model
 from stainfree.types import ImageMeta
 
 
-def _bundle(tmp_path, *, arch, dims, task, out_channels=1, scope="image", in_channels=1):
+def _bundle(tmp_path, *, arch, dims, task, out_channels=1, scope="image", in_channels=1, name=None):
     torch.manual_seed(0)
     model_cfg = ModelConfig(
         architecture=arch,
@@ -27,7 +27,7 @@ def _bundle(tmp_path, *, arch, dims, task, out_channels=1, scope="image", in_cha
     net = build_model(model_cfg).eval()
     stats = [ChannelStats(method="zscore", mean=100.0, std=20.0)] * in_channels
     cfg = BundleConfig(
-        name=f"{arch}_{dims}d_{task}",
+        name=name or f"{arch}_{dims}d_{task}",
         task=task,
         spatial_dims=dims,
         input_mode="3d" if dims == 3 else "2d",
@@ -117,3 +117,13 @@ def test_cli_predict_runs_an_exported_package_like_the_bundle(tmp_path):
         assert res.exit_code == 0, res.output
         outs[name] = tifffile.imread(tmp_path / f"{name}.ome.tif")
     assert outs["native"].shape == outs["package"].shape and np.array_equal(outs["native"], outs["package"])
+
+
+def test_short_bundle_names_make_valid_packages(tmp_path):
+    # the spec wants 5-64 characters in a model name: the demo's "dna" and "LD" bundles failed before
+    from stainfree import api
+
+    bundle = _bundle(tmp_path, arch="fnet_unet", dims=2, task="binary", name="LD")
+    result = api.export_model(bundle, tmp_path / "e")
+    assert result["path"].name == "LD.bioimageio.zip"
+    assert api.test_package(result["path"])["status"] == "passed"

@@ -278,35 +278,41 @@ def export_bioimageio(
                 )
             )
         task_tag = "virtual-staining" if cfg.task == "regression" else "segmentation"
-        descr = s.ModelDescr(
-            name=_identifier(cfg.name, "model").replace("_", " ") or "stainfree model",
-            description=f"stainfree {dims}D {cfg.task} network {cfg.name} ({cfg.model.architecture})",
-            authors=[s.Author(name=a) for a in (authors or ["stainfree user"])],
-            cite=[s.CiteEntry(text=FNET_CITATION[0], doi=s.Doi(FNET_CITATION[1]))],
-            license=s.LicenseId(license),
-            documentation=s.FileDescr(source=tmp / "README.md"),
-            covers=[s.FileDescr(source=tmp / "cover.png")],
-            attachments=[s.FileDescr(source=tmp / CONFIG)],
-            tags=["stainfree", task_tag, f"{dims}d", "pytorch", "fluorescence-light-microscopy"],
-            inputs=[
-                s.InputTensorDescr(
-                    id=s.TensorId("input"),
-                    axes=in_axes,
-                    test_tensor=s.FileDescr(source=tmp / "test_input.npy"),
-                    preprocessing=pre,
-                )
-            ],
-            outputs=[
-                s.OutputTensorDescr(
-                    id=s.TensorId("output"),
-                    axes=out_axes,
-                    test_tensor=s.FileDescr(source=tmp / "test_output.npy"),
-                    postprocessing=post,
-                )
-            ],
-            weights=s.WeightsDescr(**weights),
-            config={"stainfree": {"bundle": CONFIG, "weights": WEIGHTS, "task": cfg.task}},
-        )
+        from pydantic import ValidationError
+
+        try:
+            descr = s.ModelDescr(
+                name=f"stainfree {_identifier(cfg.name, 'model')}"[:64],  # the spec wants 5-64 characters
+                description=f"stainfree {dims}D {cfg.task} network {cfg.name} ({cfg.model.architecture})",
+                authors=[s.Author(name=a) for a in (authors or ["stainfree user"])],
+                cite=[s.CiteEntry(text=FNET_CITATION[0], doi=s.Doi(FNET_CITATION[1]))],
+                license=s.LicenseId(license),
+                documentation=s.FileDescr(source=tmp / "README.md"),
+                covers=[s.FileDescr(source=tmp / "cover.png")],
+                attachments=[s.FileDescr(source=tmp / CONFIG)],
+                tags=["stainfree", task_tag, f"{dims}d", "pytorch", "fluorescence-light-microscopy"],
+                inputs=[
+                    s.InputTensorDescr(
+                        id=s.TensorId("input"),
+                        axes=in_axes,
+                        test_tensor=s.FileDescr(source=tmp / "test_input.npy"),
+                        preprocessing=pre,
+                    )
+                ],
+                outputs=[
+                    s.OutputTensorDescr(
+                        id=s.TensorId("output"),
+                        axes=out_axes,
+                        test_tensor=s.FileDescr(source=tmp / "test_output.npy"),
+                        postprocessing=post,
+                    )
+                ],
+                weights=s.WeightsDescr(**weights),
+                config={"stainfree": {"bundle": CONFIG, "weights": WEIGHTS, "task": cfg.task}},
+            )
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise InputError(bundle.path, f"cannot be described for bioimage.io ({problems})") from None
         if not isinstance(descr, s.ModelDescr):  # pragma: no cover - the spec refused what we built
             raise InputError(bundle.path, f"could not describe the bundle for bioimage.io ({descr})")
         with atomic_path(out) as tmp_out:
