@@ -11,14 +11,9 @@ from stainfree.workflows.arrays import compartment_colors, predict_array, segmen
 from stainfree.workflows.demo import demo
 from stainfree.workflows.export import export_model, test_package
 from stainfree.workflows.finetune import fine_tune
+from stainfree.workflows.groundtruth import make_masks, train_fgnet
 from stainfree.workflows.inspect import info, simulate
-from stainfree.workflows.organelles import (
-    catalog_training_job,
-    make_masks,
-    segment,
-    train_catalog,
-    train_fgnet,
-)
+from stainfree.workflows.organelles import catalog_training_job, segment, train_catalog
 from stainfree.workflows.quantify import quantify
 from stainfree.workflows.register import register, simulate_clem
 from stainfree.workflows.staining import (

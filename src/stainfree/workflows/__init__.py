@@ -5,7 +5,8 @@
 - :mod:`~stainfree.workflows.staining`: virtual staining (``make_manifest``, ``train``,
   ``write_default_training_job``, ``predict``, ``evaluate``)
 - :mod:`~stainfree.workflows.organelles`: organelles from one dye (``catalog_training_job``,
-  ``train_catalog``, ``segment``, ``make_masks``, ``train_fgnet``)
+  ``train_catalog``, ``segment``)
+- :mod:`~stainfree.workflows.groundtruth`: ``make_masks``, ``train_fgnet`` (ground truth from colocalization)
 - :mod:`~stainfree.workflows.finetune`: ``fine_tune`` (any bundle, on the user's own images)
 - :mod:`~stainfree.workflows.export`: ``export_model``, ``test_package`` (bioimage.io, ONNX)
 - :mod:`~stainfree.workflows.quantify`: ``quantify``
