@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -503,3 +504,90 @@ def channel_indices(
                 )
             out.append(i % n_channels)
     return out
+
+
+# ----- the end of every reader ----------------------------------------------------------------------------
+
+
+def _finish(
+    array: Any,
+    axes: str,
+    source: str | os.PathLike,
+    fmt: str,
+    voxel: Sequence[float | None],
+    names: Sequence[str] | None,
+    *,
+    lazy: bool,
+    validate: bool,
+    max_bytes: int | None = None,
+    extra: dict | None = None,
+) -> tuple[Any, ImageMeta]:
+    """Check pixel type, channel count and size (before reading), canonicalize, name channels, validate."""
+    source_axes = axes
+    n_channels = array.shape[axes.index("C")] if "C" in axes else 1
+    check_dtype(array.dtype, source)
+    if n_channels > MAX_CHANNELS:
+        raise InputError(
+            source,
+            f"{n_channels} channels (more than {MAX_CHANNELS}): a misread header, not a microscope image",
+        )
+    if _is_dask(array):
+        if lazy:
+            check_size(array.chunksize, array.dtype, source, max_bytes, what="chunk")
+        else:
+            check_size(array.shape, array.dtype, source, max_bytes)
+    array, axes = canonicalize(array, axes, source)
+    if not lazy and _is_dask(array):
+        try:
+            array = array.compute()
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
+            raise InputError(source, f"corrupt or unreadable file: {_short(exc)}") from None
+    names = [str(n) for n in (names or []) if n is not None]
+    if len(names) != n_channels or len(set(names)) != len(names) or any(not n for n in names):
+        names = list(_default_names(n_channels))
+    if validate:
+        _check_array(array, source, values=not _is_dask(array))
+    voxel_t = tuple(None if v is None or not np.isfinite(v) or v <= 0 else float(v) for v in voxel)
+    meta = ImageMeta(
+        axes=axes,
+        shape=tuple(int(s) for s in array.shape),
+        dtype=str(np.dtype(array.dtype)),
+        voxel_size_um=voxel_t,  # type: ignore[arg-type]
+        channel_names=tuple(names),
+        path=str(source),
+        extra={"format": fmt, "source_axes": source_axes, **(extra or {})},
+    )
+    return array, meta
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+#: File name endings of TIFF files and of single-plane rasters.
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _check_tiff_data(path: Path, series: Any, *, lazy: bool, max_bytes: int | None) -> None:
+    """Pixel type, claimed size and truncation of a TIFF series, from its header alone."""
+    check_dtype(series.dtype, path)
+    pages = [p for p in series.pages if p is not None]
+    if lazy:
+        if pages:
+            check_size(pages[0].shape, series.dtype, path, max_bytes, what="plane")
+    else:
+        check_size(series.shape, series.dtype, path, max_bytes)
+    file_size = path.stat().st_size
+    for page in pages:
+        offsets = getattr(page, "dataoffsets", ()) or ()
+        counts = getattr(page, "databytecounts", ()) or ()
+        ends = [int(o) + int(c) for o, c in zip(offsets, counts, strict=False) if int(c) > 0]
+        if ends and max(ends) > file_size:
+            raise InputError(
+                path,
+                f"truncated file: image data runs to byte {max(ends)} but the file has {file_size} bytes",
+            )

@@ -6,12 +6,11 @@ Every reader returns the array in canonical ``(T)(C)ZYX`` order (singleton T, C 
 
 from __future__ import annotations
 
-import glob as _glob
 import json
 import logging
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,15 @@ import numpy as np
 from stainfree.errors import InputError
 from stainfree.io.arrays import (
     CANONICAL,
-    MAX_CHANNELS,
+    RASTER_SUFFIXES,
+    TIFF_SUFFIXES,
     _apply,
-    _check_array,
-    _default_names,
-    _is_dask,
+    _check_tiff_data,
+    _finish,
+    _short,
     as_czyx,
     canonicalize,
-    check_dtype,
     check_image,
-    check_size,
     image_stats,
     intensity_range,
     is_glob,
@@ -39,6 +37,7 @@ from stainfree.io.arrays import (
     select_channels,
     unit_to_um,
 )
+from stainfree.io.slices import _read_raster, _read_series
 from stainfree.types import ImageMeta
 
 # The format-independent helpers live in stainfree.io.arrays; they stay importable from here.
@@ -63,8 +62,6 @@ __all__ = [
     "unit_to_um",
 ]
 
-TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 SUPPORTED = (
     ".tif, .tiff, .ome.tif, .czi, .nd2, .lif, .zarr / .ome.zarr, .png, .jpg (or a glob pattern of 2D slices)"
@@ -78,64 +75,6 @@ VENDOR = {
 }
 #: Screen/print resolutions that say nothing about the sample (TIFF inch resolution tags).
 _DPI_DEFAULTS = {72.0, 96.0, 150.0, 300.0, 600.0, 1200.0}
-
-
-def _finish(
-    array: Any,
-    axes: str,
-    source: str | os.PathLike,
-    fmt: str,
-    voxel: Sequence[float | None],
-    names: Sequence[str] | None,
-    *,
-    lazy: bool,
-    validate: bool,
-    max_bytes: int | None = None,
-    extra: dict | None = None,
-) -> tuple[Any, ImageMeta]:
-    """Check pixel type, channel count and size (before reading), canonicalize, name channels, validate."""
-    source_axes = axes
-    n_channels = array.shape[axes.index("C")] if "C" in axes else 1
-    check_dtype(array.dtype, source)
-    if n_channels > MAX_CHANNELS:
-        raise InputError(
-            source,
-            f"{n_channels} channels (more than {MAX_CHANNELS}): a misread header, not a microscope image",
-        )
-    if _is_dask(array):
-        if lazy:
-            check_size(array.chunksize, array.dtype, source, max_bytes, what="chunk")
-        else:
-            check_size(array.shape, array.dtype, source, max_bytes)
-    array, axes = canonicalize(array, axes, source)
-    if not lazy and _is_dask(array):
-        try:
-            array = array.compute()
-        except InputError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
-            raise InputError(source, f"corrupt or unreadable file: {_short(exc)}") from None
-    names = [str(n) for n in (names or []) if n is not None]
-    if len(names) != n_channels or len(set(names)) != len(names) or any(not n for n in names):
-        names = list(_default_names(n_channels))
-    if validate:
-        _check_array(array, source, values=not _is_dask(array))
-    voxel_t = tuple(None if v is None or not np.isfinite(v) or v <= 0 else float(v) for v in voxel)
-    meta = ImageMeta(
-        axes=axes,
-        shape=tuple(int(s) for s in array.shape),
-        dtype=str(np.dtype(array.dtype)),
-        voxel_size_um=voxel_t,  # type: ignore[arg-type]
-        channel_names=tuple(names),
-        path=str(source),
-        extra={"format": fmt, "source_axes": source_axes, **(extra or {})},
-    )
-    return array, meta
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
 
 
 # ----- format detection -------------------------------------------------------------------------------------
@@ -336,27 +275,6 @@ def _tiff_xy_um(page: Any, imagej: dict | None) -> tuple[float | None, float | N
         else:
             out.append(per_unit / res)
     return out[0], out[1]
-
-
-def _check_tiff_data(path: Path, series: Any, *, lazy: bool, max_bytes: int | None) -> None:
-    """Pixel type, claimed size and truncation of a TIFF series, from its header alone."""
-    check_dtype(series.dtype, path)
-    pages = [p for p in series.pages if p is not None]
-    if lazy:
-        if pages:
-            check_size(pages[0].shape, series.dtype, path, max_bytes, what="plane")
-    else:
-        check_size(series.shape, series.dtype, path, max_bytes)
-    file_size = path.stat().st_size
-    for page in pages:
-        offsets = getattr(page, "dataoffsets", ()) or ()
-        counts = getattr(page, "databytecounts", ()) or ()
-        ends = [int(o) + int(c) for o, c in zip(offsets, counts, strict=False) if int(c) > 0]
-        if ends and max(ends) > file_size:
-            raise InputError(
-                path,
-                f"truncated file: image data runs to byte {max(ends)} but the file has {file_size} bytes",
-            )
 
 
 def _read_tiff(path: Path, *, lazy: bool, validate: bool, max_bytes: int | None) -> tuple[Any, ImageMeta]:
@@ -610,102 +528,6 @@ def _read_zarr_store(
 
 
 # ----- PNG / JPEG and slice series --------------------------------------------------------------------------
-
-
-def _read_plane(path: Path, max_bytes: int | None = None) -> np.ndarray:
-    """One 2D plane (Y, X) or colour plane (Y, X, S) from PNG, JPEG or TIFF, size checked before decoding."""
-    name = path.name.lower()
-    if name.endswith(TIFF_SUFFIXES):
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise InputError(path, "TIFF file holds no image")
-            _check_tiff_data(path, tif.series[0], lazy=False, max_bytes=max_bytes)
-            return np.asarray(tif.series[0].asarray())
-    if not name.endswith(RASTER_SUFFIXES):
-        raise InputError(path, f"unknown slice format {path.suffix!r}; slices must be PNG, JPEG or TIFF")
-    from PIL import Image
-
-    with Image.open(path) as im:
-        bands = max(len(im.getbands()), 4 if im.mode == "P" else 1)
-        check_size(
-            (im.size[1], im.size[0], bands),
-            np.uint8 if im.mode in ("L", "P", "RGB", "RGBA", "LA") else np.int32,
-            path,
-            max_bytes,
-        )
-        if im.mode in ("I;16", "I;16B", "I;16L"):
-            return np.asarray(im).astype(np.uint16)
-        plane: Image.Image = im
-        if plane.mode == "P":
-            plane = plane.convert("RGBA" if "transparency" in plane.info else "RGB")
-        if plane.mode == "LA":
-            plane = plane.convert("L")
-        arr = np.asarray(plane)
-    if arr.dtype == np.int32:  # 16-bit PNGs opened as mode "I"
-        arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() < 65536 else arr
-    return arr
-
-
-def _plane_axes(plane: np.ndarray, source: str | os.PathLike) -> tuple[np.ndarray, str]:
-    """Axes of one raster plane; grey images saved as RGB(A) collapse to one channel, alpha is dropped."""
-    if plane.ndim == 2:
-        return plane, "YX"
-    if plane.ndim == 3 and plane.shape[-1] in (3, 4):
-        rgb = plane[..., :3]
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-            return rgb[..., 0], "YX"
-        return rgb, "YXC"
-    raise InputError(source, f"expected a 2D slice, got shape {plane.shape}")
-
-
-def _read_raster(
-    path: Path, fmt: str, *, lazy: bool, validate: bool, max_bytes: int | None
-) -> tuple[Any, ImageMeta]:
-    try:
-        plane = _read_plane(path, max_bytes)
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(path, f"corrupt or unreadable {fmt.upper()} file: {_short(exc)}") from None
-    data, axes = _plane_axes(plane, path)
-    names = ["red", "green", "blue"] if axes == "YXC" else None
-    return _finish(data, axes, path, fmt, (None, None, None), names, lazy=False, validate=validate)
-
-
-def _read_series(pattern: str, *, lazy: bool, validate: bool, max_bytes: int | None) -> tuple[Any, ImageMeta]:
-    files = sorted(_glob.glob(pattern), key=lambda f: natural_key(os.path.basename(f)))
-    files = [f for f in files if os.path.isfile(f)]
-    if not files:
-        raise InputError(pattern, "no files match this pattern")
-    planes: list[np.ndarray] = []
-    axes = ""
-    for f in files:
-        try:
-            plane = _read_plane(Path(f), max_bytes)
-        except InputError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f, f"corrupt or unreadable slice: {_short(exc)}") from None
-        plane, plane_axes = _plane_axes(plane, f)
-        if planes and (plane.shape != planes[0].shape or plane.dtype != planes[0].dtype):
-            raise InputError(
-                f,
-                f"slice of shape {plane.shape} {plane.dtype} differs from the first slice "
-                f"({os.path.basename(files[0])}: {planes[0].shape} {planes[0].dtype}); all slices must match",
-            )
-        axes = axes or plane_axes
-        planes.append(plane)
-        if len(planes) == 1:  # every slice matches the first: refuse the stack before reading the rest
-            check_size((len(files), *plane.shape), plane.dtype, pattern, max_bytes)
-    data = np.stack(planes)
-    axes = "Z" + axes
-    names = ["red", "green", "blue"] if "C" in axes else None
-    extra = {"files": [str(f) for f in files]}
-    return _finish(
-        data, axes, pattern, "series", (None, None, None), names, lazy=False, validate=validate, extra=extra
-    )
 
 
 def read_json(path: str | os.PathLike) -> Any:
