@@ -1,0 +1,5 @@
+"""``python -m stainfree.cli``."""
+
+from stainfree.cli import main
+
+main()

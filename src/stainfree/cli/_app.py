@@ -1,0 +1,80 @@
+"""The typer app of the command line, and what every command shares: one-line errors, start-up."""
+
+from __future__ import annotations
+
+import errno
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    name="stainfree",
+    help="In-silico labeling of live cells: virtual staining, organelles from one dye, quantification.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _start() -> None:
+    """In-silico labeling of live cells: virtual staining, organelles from one dye, quantification."""
+    from stainfree.runtime import keep_freed_memory
+
+    keep_freed_memory()  # large tensors reused instead of faulted in again for every tile and batch
+
+
+#: errno -> what it means for the place written to (a full disk, a read-only place, a file size limit).
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device; nothing was written under the final name",
+    errno.EDQUOT: "disk quota exceeded; nothing was written under the final name",
+    errno.EFBIG: "file too large for this place (file size limit); nothing was written under the final name",
+    errno.EROFS: "read-only file system; choose another output place",
+    errno.EACCES: "permission denied; choose a place you can write to",
+    errno.EPERM: "operation not permitted; choose a place you can write to",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOENT: "no such file or folder",
+}
+
+
+def os_error_line(exc: OSError) -> str | None:
+    """One line naming the path and the problem for the OS errors a user can act on, else None."""
+    problem = _WRITE_ERRNOS.get(exc.errno or -1)
+    if problem is None:
+        return None
+    where = exc.filename if exc.filename is not None else "output"
+    return f"{where}: {problem}"
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command; a StainfreeError, a full disk, a read-only place or too little memory becomes one line
+    on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from stainfree.errors import StainfreeError
+
+        try:
+            return fn(*args, **kwargs)
+        except StainfreeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        except OSError as exc:
+            line = os_error_line(exc)
+            if line is None:
+                raise
+            typer.echo(f"error: {line}", err=True)
+            raise typer.Exit(code=2) from None
+        except MemoryError:
+            typer.echo("error: out of memory; try a smaller image, smaller tiles or --batch 1", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
