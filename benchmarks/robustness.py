@@ -265,11 +265,7 @@ def kills(tmp: Path, quick: bool) -> tuple[int, int, int, bool]:
 
 def _catalog_bundles(folder: Path) -> Path:
     """Tiny constant-output bundles of the catalog's nets (LD, MITO, VOLUME, ER): what segment needs."""
-    import torch
-
-    from stainfree.config import BundleConfig, ModelConfig
-    from stainfree.models.bundle import save_bundle
-    from stainfree.models.registry import build_model
+    from fakes import constant_bundle
 
     nets = {
         "LD": ("binary", ["lipid_droplet"], [10.0]),
@@ -282,33 +278,7 @@ def _catalog_bundles(folder: Path) -> Path:
         ),
     }
     for name, (task, classes, bias) in nets.items():
-        mc = ModelConfig(
-            architecture="attention_unet",
-            spatial_dims=2,
-            in_channels=2,
-            out_channels=len(bias),
-            depth=1,
-            base_channels=2,
-        )
-        model = build_model(mc)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.zero_()
-            last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-            last.bias.copy_(torch.tensor(bias, dtype=torch.float32))
-        cfg = BundleConfig(
-            name=name,
-            task=task,
-            spatial_dims=2,
-            input_mode="2d",
-            model=mc,
-            signal_channels=["yellow", "red"],
-            class_names=classes,
-            input_transform="ratiometric",
-            voxel_size_um=None,
-            patch_shape=[32, 32],
-        )
-        save_bundle(folder / f"{name}.stainfree", model, cfg)
+        constant_bundle(folder, name, task, classes, bias, patch_shape=(32, 32))
     return folder
 
 

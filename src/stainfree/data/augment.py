@@ -343,29 +343,22 @@ def build_augmenter(
         gain_channels = default_gain_channels(0, input_transform)
     elif input_transform == "ratiometric":
         gain_channels = [c for c in gain_channels if c != 1]
+    common: dict[str, Any] = {
+        "spatial_dims": spatial_dims,
+        "flip_axes": config.flip_axes,
+        "rot90": config.rot90,
+        "gain_range": config.gain_range,
+        "offset_range": config.offset_range,
+        "gain_channels": gain_channels,
+        "noise_std": config.noise_std,
+        "mask_fraction": config.mask_fraction,
+        "prob": config.prob,
+    }
     if config.rotation_degrees <= 0 and tuple(config.scale_range) == (1.0, 1.0):
-        return BatchAugmenter(
-            spatial_dims=spatial_dims,
-            flip_axes=config.flip_axes,
-            rot90=config.rot90,
-            gain_range=config.gain_range,
-            offset_range=config.offset_range,
-            gain_channels=gain_channels,
-            noise_std=config.noise_std,
-            mask_fraction=config.mask_fraction,
-            prob=config.prob,
-        )
+        return BatchAugmenter(**common)
     return Augmenter(
-        spatial_dims=spatial_dims,
+        **common,
         rotation_degrees=config.rotation_degrees,
         scale_range=config.scale_range,
-        flip_axes=config.flip_axes,
-        rot90=config.rot90,
-        gain_range=config.gain_range,
-        offset_range=config.offset_range,
-        gain_channels=gain_channels,
-        noise_std=config.noise_std,
-        mask_fraction=config.mask_fraction,
-        prob=config.prob,
         target_is_mask=task != "regression",
     )
