@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "COMPARTMENT_COLORS",
     "find_bundles",
+    "nilered_channel_names",
     "label_map_from_masks",
     "masks_from_output",
     "overlay_rgb",
@@ -54,6 +55,15 @@ COMPARTMENT_COLORS: dict[str, tuple[int, int, int]] = {
     "plasma_membrane": (0, 255, 255),
     "filopodia": (150, 255, 200),
 }
+
+
+def nilered_channel_names(names: Sequence[str], n_channels: int) -> list[str]:
+    """The channel names of a Nile Red image: its own when they include ``yellow`` and ``red``, else the first
+    two channels are taken as yellow and red (``ch2``, ``ch3``, ... after them)."""
+    names = [str(n) for n in names]
+    if len(names) == n_channels and {"yellow", "red"} <= set(names):
+        return names
+    return ["yellow", "red", *[f"ch{i}" for i in range(2, n_channels)]]
 
 
 def find_bundles(bundles_or_dir: str | os.PathLike | Sequence[Any]) -> list[Any]:

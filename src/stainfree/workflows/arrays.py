@@ -137,6 +137,7 @@ def segment_array(
     import numpy as np
 
     from stainfree.errors import InputError
+    from stainfree.inference.segment import nilered_channel_names
     from stainfree.inference.segment import segment as run_segment
 
     arr = np.asarray(nilered, dtype=np.float32)
@@ -146,9 +147,7 @@ def segment_array(
         raise InputError(
             "image", f"needs (C, Z, Y, X) or (C, Y, X) with two Nile Red channels, got {arr.shape}"
         )
-    names = list(channel_names or [])
-    if len(names) != arr.shape[0] or not {"yellow", "red"} <= set(names):
-        names = ["yellow", "red", *[f"ch{i}" for i in range(2, arr.shape[0])]]
+    names = nilered_channel_names(channel_names or [], arr.shape[0])
     meta = _meta(arr.shape, "CZYX", voxel_size_um, names)
     masks, labels = run_segment(
         bundles if isinstance(bundles, str | Path) else list(bundles),

@@ -386,8 +386,8 @@ def segment(
     from stainfree.catalog import load_catalog
     from stainfree.data.preprocess import channel_indices
     from stainfree.errors import InputError
+    from stainfree.inference.segment import nilered_channel_names, write_segmentation
     from stainfree.inference.segment import segment as run_segment
-    from stainfree.inference.segment import write_segmentation
     from stainfree.io.readers import as_czyx, read_image
     from stainfree.lock import output_lock
 
@@ -396,9 +396,7 @@ def segment(
         czyx = np.asarray(as_czyx(np.asarray(arr), meta.axes))
         if czyx.shape[0] < 2:
             raise InputError(nilered_image, "needs two channels (yellow and red Nile Red emission)")
-        names = list(meta.channel_names)
-        if not {"yellow", "red"} <= set(names):  # unnamed channels: the first two are yellow, red
-            names = ["yellow", "red", *[f"ch{i}" for i in range(2, czyx.shape[0])]]
+        names = nilered_channel_names(meta.channel_names, czyx.shape[0])
         meta = replace(meta, channel_names=tuple(names), axes="CZYX", shape=czyx.shape)
         iy, ir = channel_indices(["yellow", "red"], names, czyx.shape[0], str(nilered_image))
         masks, labels = run_segment(
