@@ -41,8 +41,9 @@ __all__ = [
     "voxel_distances",
 ]
 
-#: Bin edges (um) of the voxel-wise distance and height histograms; larger values fall in the last bin.
-DISTANCE_BINS_UM: np.ndarray = np.round(np.arange(0.0, 40.0 + 1e-9, 0.1), 6)
+#: Bin edges (um) of the voxel-wise distance and height histograms: exact zeros (inside the nucleus, the
+#: lowest plane) in a bin of their own, then 0.1 um bins; larger values fall in the last bin.
+DISTANCE_BINS_UM: np.ndarray = np.concatenate([[0.0, 1e-6], np.round(np.arange(0.1, 40.0 + 1e-9, 0.1), 6)])
 
 #: Order of the mitotic phases in tables and figures (other group values follow, sorted).
 PHASE_ORDER: tuple[str, ...] = ("interphase", "prophase", "metaphase", "anaphase", "telophase")
@@ -213,9 +214,11 @@ def voxel_distances(
 
 
 def _hist_quantiles(lo: np.ndarray, hi: np.ndarray, w: np.ndarray, qs: Sequence[float]) -> list[float]:
-    """Quantiles of binned data (linear within a bin)."""
-    order = np.argsort(lo)
-    lo, hi, w = lo[order], hi[order], w[order].astype(float)
+    """Quantiles of binned data (linear within a bin; rows of the same bin are pooled first)."""
+    edges, inverse = np.unique(lo, return_inverse=True)
+    w = np.bincount(inverse, weights=w.astype(float))
+    upper = dict(zip(lo.tolist(), hi.tolist(), strict=True))
+    lo, hi = edges, np.array([upper[e] for e in edges.tolist()])
     cum = np.cumsum(w)
     total = cum[-1]
     out = []

@@ -144,7 +144,7 @@ def _fragment(ob: SceneObject, rng: np.random.Generator, lengths: tuple[float, f
 
 
 def _golgi_vesicle(rng: np.random.Generator, pos: np.ndarray, cell: int) -> SceneObject:
-    radii = np.array([0.28, 0.2, 0.2]) * rng.uniform(0.85, 1.2, 3)
+    radii = np.array([0.36, 0.2, 0.2]) * rng.uniform(0.85, 1.2, 3)  # >= 2 z planes at 0.29 um
     return SceneObject("golgi", 0, cell, [Ellipsoid(pos, radii)], pos)
 
 
@@ -335,7 +335,8 @@ def _rebuild(
     if phase == "telophase":
         for cid in (k, new_id):
             cyto = cyto_bb == cid
-            near = np.exp(-ndimage.distance_transform_edt(nuclei != cid, sampling=vox) / 0.8)
+            ring = ndimage.distance_transform_edt(nuclei != cid, sampling=vox)  # um from the daughter nucleus
+            near = np.exp(-np.abs(ring - 1.0) / 0.5)  # a ring about 1 um out, clear of the envelope
             for pos in _sample_points(rng, cyto, off_vox, vox, int(rng.integers(3, 7)), near):
                 objects.append(_golgi_vesicle(rng, pos, cid))
     else:
