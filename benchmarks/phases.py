@@ -4,9 +4,9 @@ Simulated fields whose cells are all in one phase (``SimulationConfig.phases``; 
 metaphase, anaphase, telophase) are quantified from their exact instance masks with
 ``api.quantify(..., group_by="phase")`` (the phase of each cell from field.json). Printed and stored per
 phase: nuclear volume per cell, Golgi and mitochondria objects per cell and mean object volumes,
-plasma-membrane volume fraction, the voxel-wise median distance of mitochondria to the own nucleus, and
-the paper's trends as booleans (nuclear volume near 0 in metaphase; more and smaller Golgi and mitochondrial objects in metaphase
-than in interphase). The full run also keeps the bar and voxel-distance figures.
+plasma-membrane volume fraction, the voxel-wise median distance of mitochondria to the own nucleus, and the
+paper's trends as booleans (nuclear volume near 0 in metaphase; more and smaller Golgi and mitochondrial
+objects in metaphase than in interphase). The full run also keeps the bar and voxel-distance figures.
 
 Run: ``.venv/bin/python benchmarks/phases.py [--quick]`` (``--quick``: one small field per phase, < 40 s).
 """
