@@ -68,7 +68,9 @@ def _intensity(
     from stainfree.workflows.quantify import _quantify_nilered
 
     if isinstance(nilered, np.ndarray):
-        if nilered.shape == spatial or nilered.shape[1:] == spatial:
+        # an intensity is (spatial) or (T, spatial) with T > 1 frames; anything else is a Nile Red (T, )C image
+        frames = nilered.ndim == len(spatial) + 1 and n_frames > 1 and nilered.shape[0] == n_frames
+        if nilered.shape == spatial or frames:
             return np.asarray(nilered, np.float32).reshape(-1, *spatial), "intensity array"
         return _quantify_nilered(nilered, n_frames, spatial, alignment)[0], "(yellow + red) / 2"
     arr, _ = load_frames_image(nilered, n_frames, spatial)
