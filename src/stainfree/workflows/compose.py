@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,9 @@ if TYPE_CHECKING:
 
 #: Output formats of the multi-colour image.
 IMAGE_FORMATS: tuple[str, ...] = ("ome-tiff", "ome-zarr", "both")
+
+#: Larger multi-colour stacks are memory-mapped from a temporary file beside the outputs.
+IN_MEMORY_BYTES = 512 * 2**20
 
 ExtraChannel = tuple["str | os.PathLike | np.ndarray", str]
 
@@ -68,7 +72,7 @@ def _intensity(
     from stainfree.workflows.quantify import _quantify_nilered
 
     if isinstance(nilered, np.ndarray):
-        # an intensity is (spatial) or (T, spatial) with T > 1 frames; anything else is a Nile Red (T, )C image
+        # an intensity is (spatial) or (T, spatial) with T > 1 frames; else a Nile Red (T, )C image
         frames = nilered.ndim == len(spatial) + 1 and n_frames > 1 and nilered.shape[0] == n_frames
         if nilered.shape == spatial or frames:
             return np.asarray(nilered, np.float32).reshape(-1, *spatial), "intensity array"
@@ -162,16 +166,11 @@ def compose(
 
     from stainfree.errors import InputError
     from stainfree.inference.segment import COMPARTMENT_COLORS
-    from stainfree.io.movie import MOVIE_FORMATS, write_movie
-    from stainfree.io.writers import write_json, write_ome_tiff, write_ome_zarr
+    from stainfree.io.movie import MOVIE_FORMATS
     from stainfree.lock import output_lock
     from stainfree.quantify.compose import (
         COMPOSITE_WEIGHTS,
         EXTRA_COLORS,
-        PLANE_IGNORED,
-        best_plane,
-        channel_limits,
-        composite_rgb,
         frame_masks,
         multicolor_channels,
     )
@@ -184,7 +183,6 @@ def compose(
     out = Path(out_dir)
     source = load_masks(masks, axes=axes, names=names, kind=kind)
     n_t, spatial = source.n_frames, source.spatial_shape
-    nd = len(spatial)
     if nilered is None and "nilered" in source.extras:
         nilered = source.extras["nilered"]
     intensity, inten_note = (
@@ -201,63 +199,119 @@ def compose(
     colors += [EXTRA_COLORS[i % len(EXTRA_COLORS)] for i in range(len(extras))]
     weights = [COMPOSITE_WEIGHTS.get(n, 1.0) for n in source.names] + [1.0] * len(extras)
 
-    frames = []
-    for t in range(n_t):
-        inten_t = None if intensity is None else intensity[t if intensity.shape[0] > 1 else 0]
-        ex_t = np.stack([a[t if a.shape[0] > 1 else 0] for a in extras.values()]) if extras else None
-        frames.append(multicolor_channels(frame_masks(source, t), inten_t, ex_t))
-    image = np.stack(frames)  # (T, C, spatial)
-    del frames
+    paths: dict[str, Path] = {}
+    with output_lock(out), ExitStack() as cleanup:
+        image = _stack(out, (n_t, len(channel_names), *spatial), cleanup)  # (T, C, spatial)
+        for t in range(n_t):
+            inten_t = None if intensity is None else intensity[t if intensity.shape[0] > 1 else 0]
+            ex_t = np.stack([a[t if a.shape[0] > 1 else 0] for a in extras.values()]) if extras else None
+            image[t] = multicolor_channels(frame_masks(source, t), inten_t, ex_t)
+        _write_outputs(
+            out,
+            image,
+            source,
+            extras,
+            channel_names,
+            colors,
+            weights,
+            format,
+            movie,
+            fps,
+            voxel_size_um,
+            upscale,
+            inten_note,
+            paths,
+        )
+    return paths
+
+
+def _stack(out: Path, shape: tuple[int, ...], cleanup: ExitStack) -> np.ndarray:
+    """The float32 multi-colour stack: in memory up to :data:`IN_MEMORY_BYTES`, else a memory-mapped file
+    beside the outputs (a hidden partial, removed at the end), so long time-lapses stay within bounded RAM."""
+    import numpy as np
+
+    from stainfree.atomic import PARTIAL_SUFFIX
+
+    if int(np.prod(shape)) * 4 <= IN_MEMORY_BYTES:
+        return np.zeros(shape, np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f".multicolor-stack.npy{PARTIAL_SUFFIX}"
+    cleanup.callback(lambda: path.unlink(missing_ok=True))
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+
+
+def _write_outputs(
+    out: Path,
+    image: np.ndarray,
+    source: Any,
+    extras: dict[str, np.ndarray],
+    channel_names: list[str],
+    colors: list[tuple[int, int, int]],
+    weights: list[float],
+    format: str,
+    movie: str | None,
+    fps: float,
+    voxel_size_um: tuple[float, float, float] | None,
+    upscale: int | None,
+    inten_note: str,
+    paths: dict[str, Path],
+) -> None:
+    """The image file(s), composite, movie and compose.json of a filled stack."""
+    import numpy as np
+
+    from stainfree.io.movie import write_movie
+    from stainfree.io.writers import write_json, write_ome_tiff, write_ome_zarr
+    from stainfree.quantify.compose import PLANE_IGNORED, best_plane, channel_limits, composite_rgb
+
+    n_t, spatial = image.shape[0], tuple(image.shape[2:])
+    nd = len(spatial)
     vox = voxel_size_um or tuple(1.0 if v is None else float(v) for v in source.voxel_size_um)
     axes_out = ("T" if n_t > 1 else "") + "C" + ("ZYX" if nd == 3 else "YX")
     data = image if n_t > 1 else image[0]
     vox3 = tuple(vox)[-3:] if nd == 3 else (None, *tuple(vox)[-2:])
-    paths: dict[str, Path] = {}
-    with output_lock(out):
-        if format in ("ome-tiff", "both"):
-            paths["image"] = write_ome_tiff(out / "multicolor.ome.tif", data, axes_out, vox3, channel_names)
-        if format in ("ome-zarr", "both"):
-            key = "zarr" if "image" in paths else "image"
-            paths[key] = write_ome_zarr(out / "multicolor.ome.zarr", data, axes_out, vox3, channel_names)
-        pick = [0.0 if n in PLANE_IGNORED else 1.0 for n in source.names] + [0.0] * len(extras)
-        plane = best_plane(image[0], pick) if nd == 3 else None
-        limits = channel_limits(image, nd, plane=plane)
-        n_c = len(source.names)
-        floors = [0.0] * n_c + [float(np.percentile(image[:, i], 50)) for i in range(n_c, len(channel_names))]
-        h, w = spatial[-2:]
-        zoom = upscale if upscale is not None else max(1, 512 // max(h, w))
+    if format in ("ome-tiff", "both"):
+        paths["image"] = write_ome_tiff(out / "multicolor.ome.tif", data, axes_out, vox3, channel_names)
+    if format in ("ome-zarr", "both"):
+        key = "zarr" if "image" in paths else "image"
+        paths[key] = write_ome_zarr(out / "multicolor.ome.zarr", data, axes_out, vox3, channel_names)
+    pick = [0.0 if n in PLANE_IGNORED else 1.0 for n in source.names] + [0.0] * len(extras)
+    plane = best_plane(image[0], pick) if nd == 3 else None
+    limits = channel_limits(image, nd, plane=plane)
+    n_c = len(source.names)
+    floors = [0.0] * n_c + [float(np.percentile(image[:, i], 50)) for i in range(n_c, len(channel_names))]
+    h, w = spatial[-2:]
+    zoom = upscale if upscale is not None else max(1, 512 // max(h, w))
 
-        def rgb(t: int) -> np.ndarray:
-            pic = composite_rgb(
-                image[t], colors, weights=weights, limits=limits, floors=floors, spatial_ndim=nd, plane=plane
-            )
-            return np.repeat(np.repeat(pic, zoom, axis=0), zoom, axis=1) if zoom > 1 else pic
-
-        present = [i for i in range(len(channel_names)) if weights[i] > 0 and image[:, i].any()]
-        # the legend lists what the composite shows
-        paths["composite"] = _legend_png(
-            out / "composite.png", rgb(0), [channel_names[i] for i in present], [colors[i] for i in present]
+    def rgb(t: int) -> np.ndarray:
+        pic = composite_rgb(
+            image[t], colors, weights=weights, limits=limits, floors=floors, spatial_ndim=nd, plane=plane
         )
-        if n_t > 1 and movie is not None:
-            paths["movie"] = write_movie(out / "movie", [rgb(t) for t in range(n_t)], fps=fps, format=movie)
-        info = {
-            "source": source.source,
-            "frames": n_t,
-            "shape": list(spatial),
-            "voxel_size_um": list(vox),
-            "channels": channel_names,
-            "channel_model": "compartment channel = mask x intensity; extra channels as measured",
-            "intensity": inten_note,
-            "extra_channels": list(extras),
-            "colors": {n: list(c) for n, c in zip(channel_names, colors, strict=True)},
-            "composite_weights": dict(zip(channel_names, weights, strict=True)),
-            "display_limits": {n: float(v) for n, v in zip(channel_names, limits, strict=True)},
-            "composite": "one z plane (the busiest) or the 2D image; each channel scaled between its floor "
-            "and display limit, x colour x weight, summed",
-            "composite_plane": plane,
-            "display_floors": {n: float(v) for n, v in zip(channel_names, floors, strict=True)},
-            "movie_fps": fps if "movie" in paths else None,
-            "files": {k: p.name for k, p in paths.items()},
-        }
-        paths["json"] = write_json(out / "compose.json", info)
-    return paths
+        return np.repeat(np.repeat(pic, zoom, axis=0), zoom, axis=1) if zoom > 1 else pic
+
+    present = [i for i in range(len(channel_names)) if weights[i] > 0 and image[:, i].any()]
+    # the legend lists what the composite shows
+    paths["composite"] = _legend_png(
+        out / "composite.png", rgb(0), [channel_names[i] for i in present], [colors[i] for i in present]
+    )
+    if n_t > 1 and movie is not None:
+        paths["movie"] = write_movie(out / "movie", [rgb(t) for t in range(n_t)], fps=fps, format=movie)
+    info = {
+        "source": source.source,
+        "frames": n_t,
+        "shape": list(spatial),
+        "voxel_size_um": list(vox),
+        "channels": channel_names,
+        "channel_model": "compartment channel = mask x intensity; extra channels as measured",
+        "intensity": inten_note,
+        "extra_channels": list(extras),
+        "colors": {n: list(c) for n, c in zip(channel_names, colors, strict=True)},
+        "composite_weights": dict(zip(channel_names, weights, strict=True)),
+        "display_limits": {n: float(v) for n, v in zip(channel_names, limits, strict=True)},
+        "composite": "one z plane (the busiest) or the 2D image; each channel scaled between its floor "
+        "and display limit, x colour x weight, summed",
+        "composite_plane": plane,
+        "display_floors": {n: float(v) for n, v in zip(channel_names, floors, strict=True)},
+        "movie_fps": fps if "movie" in paths else None,
+        "files": {k: p.name for k, p in paths.items()},
+    }
+    paths["json"] = write_json(out / "compose.json", info)
