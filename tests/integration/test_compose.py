@@ -114,5 +114,7 @@ def test_large_stacks_are_memory_mapped_with_equal_output(tmp_path, monkeypatch)
     a = api.compose(mpath, tmp_path / "a", nilered=npath, movie=None, channel_alignment="none")
     monkeypatch.setattr(wc, "IN_MEMORY_BYTES", 0)
     b = api.compose(mpath, tmp_path / "b", nilered=npath, movie=None, channel_alignment="none")
-    np.testing.assert_array_equal(np.asarray(read_image(a["image"])[0]), np.asarray(read_image(b["image"])[0]))
+    np.testing.assert_array_equal(
+        np.asarray(read_image(a["image"])[0]), np.asarray(read_image(b["image"])[0])
+    )
     assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".multicolor")]
