@@ -73,7 +73,7 @@ CHANGES: dict[str, list[str]] = {
         "two daughter cells (new cell id, 'mother' in the cell records) with a cleavage furrow",
         "nuclear envelopes reassembled around two daughter nuclei",
         "ER as uniform tubules",
-        "Golgi reassembling: 3-6 vesicles beside each daughter nucleus",
+        "Golgi reassembling: 4-8 vesicles beside each daughter nucleus",
         "mitochondria fragmented into 0.6-1.2 um pieces",
         "plasma membrane 2 voxels thick",
     ],
@@ -144,7 +144,7 @@ def _fragment(ob: SceneObject, rng: np.random.Generator, lengths: tuple[float, f
 
 
 def _golgi_vesicle(rng: np.random.Generator, pos: np.ndarray, cell: int) -> SceneObject:
-    radii = np.array([0.36, 0.2, 0.2]) * rng.uniform(0.85, 1.2, 3)  # >= 2 z planes at 0.29 um
+    radii = np.array([0.4, 0.22, 0.22]) * rng.uniform(0.9, 1.2, 3)  # >= 2 z planes at 0.29 um
     return SceneObject("golgi", 0, cell, [Ellipsoid(pos, radii)], pos)
 
 
@@ -337,7 +337,7 @@ def _rebuild(
             cyto = cyto_bb == cid
             ring = ndimage.distance_transform_edt(nuclei != cid, sampling=vox)  # um from the daughter nucleus
             near = np.exp(-np.abs(ring - 1.0) / 0.5)  # a ring about 1 um out, clear of the envelope
-            for pos in _sample_points(rng, cyto, off_vox, vox, int(rng.integers(3, 7)), near):
+            for pos in _sample_points(rng, cyto, off_vox, vox, int(rng.integers(4, 9)), near):
                 objects.append(_golgi_vesicle(rng, pos, cid))
     else:
         cyto = cyto_bb == k
