@@ -70,7 +70,7 @@ GROUP_COLUMNS: dict[str, str] = {
     "median_volume_um3": "median object volume",
     "mean_sphericity": "mean object sphericity",
     "mean_ratio": "mean object emission ratio (NaN without a Nile Red image)",
-    "mean_nucleus_distance_um": "mean per-object distance to the nearest nucleus of the field",
+    "mean_nearest_nucleus_distance_um": "mean per-object distance to the nearest nucleus of any cell",
     "mean_height_um": "mean per-object centroid height above its cell's lowest plane",
     "median_voxel_nucleus_distance_um": "median voxel distance to the own cell's nucleus (NaN: no nucleus)",
     "median_voxel_height_um": "median voxel height above the own cell's lowest plane",
@@ -310,7 +310,7 @@ def group_table(
             "median_volume_um3": g["volume_um3"].median(),
             "mean_sphericity": g["sphericity"].mean(),
             "mean_ratio": g["mean_ratio"].mean(),
-            "mean_nucleus_distance_um": g["nucleus_distance_um"].mean(),
+            "mean_nearest_nucleus_distance_um": g["nucleus_distance_um"].mean(),
             "mean_height_um": g["height_um"].mean(),
         }
     )
