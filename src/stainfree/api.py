@@ -8,6 +8,7 @@ inside the functions, so importing this module is cheap.
 from __future__ import annotations
 
 from stainfree.workflows.arrays import compartment_colors, predict_array, segment_array
+from stainfree.workflows.compose import compose
 from stainfree.workflows.demo import demo
 from stainfree.workflows.export import export_model, test_package
 from stainfree.workflows.finetune import fine_tune
@@ -28,6 +29,7 @@ from stainfree.workflows.staining import (
 __all__ = [
     "catalog_training_job",
     "compartment_colors",
+    "compose",
     "demo",
     "evaluate",
     "export_model",

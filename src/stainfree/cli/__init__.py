@@ -13,6 +13,7 @@ from stainfree.cli._app import app, friendly, main, os_error_line
 from stainfree.cli import staining as _staining  # noqa: F401
 from stainfree.cli import organelles as _organelles  # noqa: F401
 from stainfree.cli import sharing as _sharing  # noqa: F401
+from stainfree.cli import compose as _compose  # noqa: F401
 
 # isort: on
 

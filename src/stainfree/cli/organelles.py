@@ -170,13 +170,31 @@ def quantify_cmd(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="QuantifyConfig YAML.")] = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Write tables only.")] = False,
+    extra_channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extra-channel",
+            help="Measured channel FILE:NAME made a structure (Otsu threshold) of the objects and contact "
+            "tables (repeatable).",
+        ),
+    ] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            "--group-by",
+            help="Per-group tables and figures: 'phase' (simulator's field.json or a manifest column) or any "
+            "manifest column.",
+        ),
+    ] = None,
 ) -> None:
     """Count and measure organelles, their contacts and, for time-lapses, contact events."""
     import warnings
 
     from stainfree import api
     from stainfree.config import QuantifyConfig, load_yaml
+    from stainfree.workflows.compose import parse_extra_channel
 
+    extras = [parse_extra_channel(s) for s in extra_channel or []]
     cfg = load_yaml(QuantifyConfig, config) if config is not None else QuantifyConfig()
     if min_size is not None:
         cfg.min_size_voxels = min_size
@@ -202,6 +220,8 @@ def quantify_cmd(
             kind=kind,
             config=cfg,
             progress=True,
+            extra_channels=extras,
+            group_by=group_by,
         )
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)
@@ -210,4 +230,8 @@ def quantify_cmd(
     shown = ", ".join(f"{k} {v:g}" for k, v in counts.items() if v > 0) or "none"
     typer.echo(f"objects per structure: {shown}")
     typer.echo(f"contact events: {len(tables['contact_events'])}")
+    if group_by is not None:
+        g = tables["groups"]
+        per_group = g.drop_duplicates(group_by).set_index(group_by)["cells"]
+        typer.echo(f"cells per {group_by}: " + ", ".join(f"{k} {v}" for k, v in per_group.items()))
     typer.echo(f"wrote tables and figures to {out}")

@@ -104,6 +104,14 @@ def simulate(
     gfp: Annotated[
         str | None, typer.Option("--gfp", help="Structure shown in an extra Nile Red 'gfp' channel.")
     ] = None,
+    phases: Annotated[
+        str | None,
+        typer.Option(
+            "--phases",
+            help="Mitotic phases drawn per cell, comma-separated (interphase, prophase, metaphase, anaphase, "
+            "telophase) or 'all'.",
+        ),
+    ] = None,
 ) -> None:
     """Simulate digital cells: bright-field, fluorescence, Nile Red and exact 15-compartment masks."""
     from stainfree import api
@@ -116,6 +124,13 @@ def simulate(
         "microscope": microscope,
         "cell_shape": cell_shape,
         "gfp_structure": gfp,
+        "phases": None
+        if phases is None
+        else (
+            ["interphase", "prophase", "metaphase", "anaphase", "telophase"]
+            if phases.strip() == "all"
+            else [p.strip() for p in phases.split(",") if p.strip()]
+        ),
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     manifest = api.simulate(out_dir, config, progress=True, **overrides)

@@ -75,6 +75,12 @@ class SimulationConfig(StrictModel):
     directed_fraction: float = Field(
         0.3, ge=0, le=1, description="Fraction of endosomes and lysosomes with directed motion."
     )
+    phases: list[Literal["interphase", "prophase", "metaphase", "anaphase", "telophase"]] | None = Field(
+        None,
+        description="Mitotic phases: each cell draws one of these (uniformly; repeat a name to weight it) "
+        "from the field's random stream 5 and is drawn with that phase's changes (simulate/mitosis.py); "
+        "the phase is in field.json. None: every cell in interphase (output unchanged).",
+    )
     output_format: Literal["ome-tiff", "ome-zarr"] = Field("ome-tiff", description="Image file format.")
     val_fraction: float = Field(
         0.25, ge=0, lt=1, description="Fraction of fields marked 'val' in the manifest (the last ones)."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -13,7 +13,7 @@ import pandas as pd
 from stainfree.errors import InputError
 from stainfree.quantify.contacts import contact_matrix, measure_contacts
 from stainfree.quantify.inputs import MaskSource
-from stainfree.quantify.maps import derive_cells
+from stainfree.quantify.maps import ObjectMap, derive_cells
 from stainfree.quantify.measure import measure_objects
 from stainfree.quantify.summaries import cell_structure_volumes, cell_summary, cell_volumes, structure_summary
 from stainfree.quantify.tracking import (
@@ -80,6 +80,7 @@ def quantify_source(
     ratio: np.ndarray | None = None,
     cells: np.ndarray | None = None,
     progress: bool = False,
+    frame_hook: Callable[[int, ObjectMap, np.ndarray | None], None] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Objects, summaries, contacts and (for several frames) tracks and contact events of one field.
 
@@ -95,6 +96,8 @@ def quantify_source(
         Per-voxel intensity, emission ratio and cell-id map, shaped like one frame or ``(T, ...)``.
     progress : bool
         Show a rich progress bar.
+    frame_hook : callable, optional
+        Called as ``frame_hook(t, object_map, cells_t)`` for every frame (e.g. voxel-wise distributions).
 
     Returns
     -------
@@ -135,6 +138,8 @@ def quantify_source(
             if cells_t is None and cfg.derive_cells:
                 cells_t = derive_cells(omap)
             step(f"frame {t + 1}/{n_t}: objects")
+            if frame_hook is not None:
+                frame_hook(t, omap, cells_t)
             obj = measure_objects(
                 omap,
                 vox,

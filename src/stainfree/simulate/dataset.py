@@ -106,7 +106,7 @@ def write_dataset(
     write_json(
         out / "simulation.json",
         {
-            "config": config.model_dump(mode="json"),
+            "config": config.model_dump(mode="json", exclude=None if config.phases else {"phases"}),
             "microscope": {k: (list(v) if isinstance(v, tuple) else v) for k, v in prof.items()},
             "compartments": list(COMPARTMENTS),
             "label_priority": list(PRIORITY),

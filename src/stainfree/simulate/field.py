@@ -217,6 +217,11 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
         lo, hi = config.cells_per_field
         n_cells = int(rng_geom.integers(lo, hi + 1))
         scene = build_scene(rng_geom, shape, vox, n_cells, config.cell_shape)
+    mitosis = None
+    if config.phases:  # mitotic phases: their own stream 5; without phases nothing here runs
+        from stainfree.simulate.mitosis import apply_phases
+
+        mitosis = apply_phases(scene, _rng(config.seed, index, 5), config.phases)
     n_t = config.n_frames
     rng_motion = _rng(config.seed, index, 1)
     assign_motion(
@@ -258,6 +263,9 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
         nuc = np.isin(labels, nuc_mask_ids)
         ri = ri_lut[labels] + np.where(nuc, 0.04 * scene.dna, 0.0).astype(np.float32)
         ab = ab_lut[labels] + np.where(nuc, 0.004 * scene.dna, 0.0).astype(np.float32)
+        if scene.chromosomes is not None:  # mitotic chromosomes outside a nucleus
+            ri += (0.04 * scene.chromosomes).astype(np.float32)
+            ab += (0.004 * scene.chromosomes).astype(np.float32)
         n_med = REFRACTIVE_INDEX["extracellular"]
         inten = brightfield(
             ri,
@@ -273,7 +281,10 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
 
     def fl_task(labels: np.ndarray, t: int, i: int, name: str) -> tuple[np.ndarray, np.ndarray]:
         photons = config.photons.get(name, config.default_photons)
-        expected = bg + photons * blur(target_density(name, labels, scene.dna), sig[name], vox, haze)
+        dens = target_density(name, labels, scene.dna)
+        if name == "dna" and scene.chromosomes is not None:
+            dens = dens + scene.chromosomes
+        expected = bg + photons * blur(dens, sig[name], vox, haze)
         return noisy(expected, t, 1 + i, name)
 
     def nr_task(labels: np.ndarray, inst: np.ndarray, t: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -349,7 +360,7 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
         "seed": config.seed,
         "random_streams": "SeedSequence(seed, spawn_key=(field, k)); k: 0 geometry, 1 motion, 2 spectra, "
         "(3, t, channel) noise",
-        "parameters": config.model_dump(mode="json"),
+        "parameters": config.model_dump(mode="json", exclude=None if config.phases else {"phases"}),
         "shape_zyx": list(shape),
         "n_frames": n_t,
         "frame_interval_s": config.frame_interval_s,
@@ -419,6 +430,8 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
         "n_cells": len(scene.cells_info),
         "objects": objects,
     }
+    if mitosis is not None:
+        metadata["mitosis"] = mitosis
     components = {}
     if gfp_own:
         components["gfp_own"] = np.stack(gfp_own) if n_t > 1 else gfp_own[0]

@@ -106,6 +106,7 @@ class Scene:
     objects : movable organelles (mitochondria, Golgi, vesicles, lipid droplets).
     cells_info : one dict per cell (shape, centre, axes, height, nucleus).
     owners : (compartment, instance) -> cell id of static instances.
+    chromosomes : DNA density outside nuclei (mitotic chromosomes, see simulate.mitosis), or None.
     """
 
     shape: tuple[int, int, int]
@@ -120,6 +121,7 @@ class Scene:
     objects: list[SceneObject]
     cells_info: list[dict]
     owners: dict[tuple[str, int], int]
+    chromosomes: np.ndarray | None = None
 
 
 def build_scene(

@@ -80,6 +80,8 @@ def quantify(
     kind: str | None = None,
     config: QuantifyConfig | str | Path | None = None,
     progress: bool = False,
+    extra_channels: Sequence[tuple[str | Path | np.ndarray, str]] = (),
+    group_by: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Quantify organelles: objects, per-structure and per-cell summaries, contacts, tracks, contact events.
 
@@ -113,12 +115,21 @@ def quantify(
         Settings.
     progress : bool
         Show a rich progress bar.
+    extra_channels : sequence of (path or ndarray, name)
+        Measured channels (e.g. microtubules, one channel shaped like the masks) turned into structures of
+        their own by an Otsu threshold per frame (:func:`stainfree.quantify.compose.otsu_structure`): they
+        appear in the objects and contact tables under their names. One field only.
+    group_by : str, optional
+        Group cells: ``"phase"`` (the mitotic phase of each cell from the simulator's ``field.json``, else a
+        manifest column) or any manifest column. Adds the ``groups`` and ``group_distances`` tables and their
+        figures (see :mod:`stainfree.quantify.groups`).
 
     Returns
     -------
     dict of str -> pandas.DataFrame
         ``objects, structures, cells, contacts, contact_matrix, object_contacts, timeseries, links,
-        contact_events`` (see :data:`stainfree.quantify.run.TABLES`).
+        contact_events`` (see :data:`stainfree.quantify.run.TABLES`), plus ``groups`` and
+        ``group_distances`` with ``group_by``.
     """
 
     from contextlib import nullcontext
@@ -129,7 +140,20 @@ def quantify(
     cfg = resolve(QuantifyConfig, config)
     with output_lock(out_dir) if out_dir is not None else nullcontext():
         return _quantify(
-            masks, out_dir, cfg, intensity, ratio, nilered, cells, voxel_size_um, names, axes, kind, progress
+            masks,
+            out_dir,
+            cfg,
+            intensity,
+            ratio,
+            nilered,
+            cells,
+            voxel_size_um,
+            names,
+            axes,
+            kind,
+            progress,
+            extra_channels,
+            group_by,
         )
 
 
@@ -146,6 +170,8 @@ def _quantify(
     axes: str | None,
     kind: str | None,
     progress: bool,
+    extra_channels: Sequence[tuple[str | Path | np.ndarray, str]] = (),
+    group_by: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     import numpy as np
     import pandas as pd
@@ -156,10 +182,24 @@ def _quantify(
 
     fields = None if isinstance(masks, np.ndarray) else dataset_fields(masks)
     if fields:  # a simulated data set: every field, tables stacked with a "field" column
+        if extra_channels:
+            from stainfree.errors import InputError
+
+            raise InputError(str(masks), "--extra-channel takes one field, not a data set")
+        column = _manifest_column(Path(str(masks)), group_by) if group_by is not None else {}
         per_field, metas = {}, []
         for name, folder in fields:
+            groups = None
+            if group_by is not None:
+                groups = _field_groups(folder, group_by, column.get(name), str(masks))
             per_field[name], meta = _quantify_one(
-                folder, cfg, voxel_size_um=voxel_size_um, names=names, kind=kind, progress=progress
+                folder,
+                cfg,
+                voxel_size_um=voxel_size_um,
+                names=names,
+                kind=kind,
+                progress=progress,
+                cell_groups=None if groups is None or group_by is None else (group_by, groups),
             )
             metas.append({"field": name, **meta})
         tables = {
@@ -171,6 +211,11 @@ def _quantify(
         }
         meta = {"source": str(masks), "fields": metas}
     else:
+        groups = None
+        if group_by is not None:
+            groups = _field_groups(
+                masks, group_by, None, str(masks) if not isinstance(masks, np.ndarray) else ""
+            )
         tables, meta = _quantify_one(
             masks,
             cfg,
@@ -183,12 +228,28 @@ def _quantify(
             axes=axes,
             kind=kind,
             progress=progress,
+            extra_channels=extra_channels,
+            cell_groups=None if groups is None or group_by is None else (group_by, groups),
         )
+    if group_by is not None:
+        from stainfree.quantify.groups import distance_summary, group_table
+
+        hist = tables.pop("group_voxel_histograms")
+        tables["group_distances"] = distance_summary(hist, group_by=group_by)
+        tables["groups"] = group_table(
+            tables["objects"], tables["cells"], group_by=group_by, distances=tables["group_distances"]
+        )
+        tables["group_voxel_histograms"] = hist
+        meta["group_by"] = group_by
     if out_dir is not None:
         out = Path(out_dir)
         written = write_tables(tables, out)
         if cfg.figures:
             written.update(write_figures(tables, out, frame_interval_s=cfg.frame_interval_s))
+            if group_by is not None:
+                from stainfree.quantify.groups import group_figures
+
+                written.update(group_figures(tables, out, group_by=group_by))
         meta.update(n_objects=int(len(tables["objects"])), config=cfg.model_dump(mode="json"))
         meta["files"] = sorted(written)
         write_json(out / "quantify.json", meta)
@@ -208,6 +269,8 @@ def _quantify_one(
     axes: str | None = None,
     kind: str | None = None,
     progress: bool = False,
+    extra_channels: Sequence[tuple[str | Path | np.ndarray, str]] = (),
+    cell_groups: tuple[str, dict[int, str] | str] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """One field (or time-lapse): tables and a metadata dict for ``quantify.json``."""
     import warnings
@@ -241,9 +304,47 @@ def _quantify_one(
                 f"{source.source}: voxel size unknown; assuming 1 um (pass voxel_size_um / --voxel-size)",
                 stacklevel=3,
             )
+    if extra_channels:
+        from stainfree.quantify.compose import ExtraStructureSource, otsu_structure
+        from stainfree.workflows.compose import load_extra_channels
+
+        loaded = load_extra_channels(extra_channels, n_t, spatial)
+        source = ExtraStructureSource.wrap(
+            source, {name: otsu_structure(a, len(spatial)) for name, a in loaded.items()}
+        )
+        if cfg.structures is not None:
+            cfg = cfg.model_copy(update={"structures": [*cfg.structures, *loaded]})
+    hook, histograms = None, []
+    if cell_groups is not None:
+        from stainfree.quantify.groups import voxel_distances
+
+        column, groups = cell_groups
+
+        def hook(t: int, omap: Any, cells_t: Any) -> None:
+            if cells_t is not None:
+                histograms.append(voxel_distances(omap, cells_t, vox, groups, frame=t, group_by=column))
+
     tables = quantify_source(
-        source, vox, config=cfg, intensity=intensity, ratio=ratio, cells=cells, progress=progress
+        source,
+        vox,
+        config=cfg,
+        intensity=intensity,
+        ratio=ratio,
+        cells=cells,
+        progress=progress,
+        frame_hook=hook,
     )
+    if cell_groups is not None:
+        import pandas as pd
+
+        from stainfree.quantify.groups import assign_groups, empty_histograms
+
+        column, groups = cell_groups
+        for key in ("objects", "cells"):
+            tables[key] = assign_groups(tables[key], groups, column)
+        tables["group_voxel_histograms"] = (
+            pd.concat(histograms, ignore_index=True) if histograms else empty_histograms(column)
+        )
     meta = {
         "source": source.source,
         "kind": source.kind,
@@ -256,3 +357,41 @@ def _quantify_one(
     if shifts is not None:
         meta["nilered_channel_shift_px"] = shifts  # red onto yellow, (z, y, x) per frame
     return tables, meta
+
+
+def _manifest_column(masks: str | Path, column: str) -> dict[str, str]:
+    """Field name -> value of a manifest column (empty when the manifest has no such column)."""
+    import pandas as pd
+
+    p = Path(masks)
+    manifest = p / "manifest.csv" if p.is_dir() else p
+    table = pd.read_csv(manifest)
+    if column not in table.columns:
+        return {}
+    return {str(f): str(v) for f, v in zip(table["field"], table[column], strict=True)}
+
+
+def _field_groups(
+    masks: str | Path | np.ndarray, group_by: str, column_value: str | None, source: str
+) -> dict[int, str] | str:
+    """The group of every cell of one field: ``{cell id: group}`` from the cells of a simulator field.json
+    (their ``group_by`` key; for "phase" an interphase-only field is all "interphase"), else the field's
+    manifest value for every cell (a str)."""
+    import json
+
+    from stainfree.errors import InputError
+
+    meta_path = Path(masks) / "field.json" if isinstance(masks, (str, Path)) else None
+    if meta_path is not None and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        from stainfree.quantify.groups import cell_groups_from_field
+
+        found = cell_groups_from_field(meta, group_by)
+        if found is not None:
+            return found
+    if column_value is not None:
+        return column_value
+    raise InputError(
+        source or "masks",
+        f"no {group_by!r} for its cells: neither the simulator's field.json nor a manifest column gives one",
+    )
