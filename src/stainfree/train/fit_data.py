@@ -124,8 +124,9 @@ def _progress(enabled: bool, total: int, what: str) -> Iterator[Any]:
         yield lambda: bar.advance(task)
 
 
-def renormalize_to_dataset(images: PreparedImages, stats: list[dict]) -> None:
-    """Re-express per-image normalized signals with dataset statistics (``normalization_scope="dataset"``)."""
+def renormalize_to_dataset(images: PreparedImages, stats: list[dict], keep: Sequence[int] = ()) -> None:
+    """Re-express per-image normalized signals with dataset statistics (``normalization_scope="dataset"``);
+    the channels in ``keep`` stay per image (a ratio divided by each field's own median)."""
     from stainfree.data.preprocess import apply_normalization, invert_normalization
 
     for i, (x, own) in enumerate(zip(images.signals, images.signal_stats, strict=True)):
@@ -135,9 +136,9 @@ def renormalize_to_dataset(images: PreparedImages, stats: list[dict]) -> None:
         out = np.empty_like(x)
         for c in range(x.shape[0]):
             k = c // reps
-            out[c] = apply_normalization(invert_normalization(x[c], own[k]), stats[k])
+            out[c] = x[c] if k in keep else apply_normalization(invert_normalization(x[c], own[k]), stats[k])
         images.signals[i] = out
-        images.signal_stats[i] = [dict(s) for s in stats]
+        images.signal_stats[i] = [dict(own[k]) if k in keep else dict(s) for k, s in enumerate(stats)]
 
 
 def validation_mode(job_validation: str, splits: Sequence[str]) -> str:
@@ -224,7 +225,8 @@ def split_for_validation(
     train_idx, val_idx = split_train_val(splits, fraction, seed)
     dataset_stats = mean_stats(images.subset(train_idx).signal_stats)
     if dc.normalization_scope == "dataset":
-        renormalize_to_dataset(images, dataset_stats)
+        per_field = dc.input_transform == "ratiometric" and dc.ratio_normalization == "median"
+        renormalize_to_dataset(images, dataset_stats, keep=(1,) if per_field else ())
     if mode == "region":
         train, val, regions = carve_regions(images.subset(train_idx), patch3, dc.val_region_fraction)
         return train, val, dataset_stats, {"mode": mode, "regions": regions, "gap": "half a patch"}
