@@ -122,7 +122,7 @@ def _preprocessing(config: Any, axes: list[str]) -> tuple[list[Any], str]:
             else "ratio channel R/Y divided by the median of its foreground (> 0) values"
         )
         intensity = (
-            "intensity channel z-scored per image"
+            f"intensity channel normalized per image ({config.normalization})"
             if config.normalization_scope != "dataset"
             else "intensity channel with the dataset statistics of bundle.yaml"
         )
