@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def constant_bundle(folder, name, task, class_names, bias, patch_shape=(16, 16)):
+def constant_bundle(folder, name, task, class_names, bias, patch_shape=(16, 16), threshold=None):
     """A tiny segmentation bundle whose output is the constant ``bias`` (every weight zero): a 2D attention
     U-Net on Nile Red (ratiometric input), for testing the catalog runner without training."""
     import torch
@@ -37,5 +37,6 @@ def constant_bundle(folder, name, task, class_names, bias, patch_shape=(16, 16))
         input_transform="ratiometric",
         voxel_size_um=None,
         patch_shape=list(patch_shape),
+        threshold=threshold,
     )
     return save_bundle(folder / f"{name}.stainfree", model, cfg)

@@ -127,3 +127,40 @@ def test_short_bundle_names_make_valid_packages(tmp_path):
     result = api.export_model(bundle, tmp_path / "e")
     assert result["path"].name == "LD.bioimageio.zip"
     assert api.test_package(result["path"])["status"] == "passed"
+
+
+def test_ratio_normalization_in_the_package_preprocessing(tmp_path):
+    """'fixed' with dataset statistics is one fixed per-channel step (ratio / ratio_max); with per-image
+    intensity statistics the spec cannot say it: no preprocessing, the documentation says what to apply, the
+    test input is normalized, and bioimage.io's own test passes."""
+    from stainfree import api
+    from stainfree.export.bioimageio import _preprocessing
+
+    bundle = _bundle(
+        tmp_path, arch="attention_unet", dims=2, task="binary", in_channels=2, name="ratio_fixed"
+    )
+    cfg = load_bundle(bundle).config.model_copy(
+        update={"input_transform": "ratiometric", "ratio_normalization": "fixed", "ratio_max": 3.0}
+    )
+    steps, note = _preprocessing(cfg, ["y", "x"])
+    assert steps == [] and "divided by 3" in note
+    dataset = cfg.model_copy(
+        update={
+            "normalization_scope": "dataset",
+            "normalization_stats": [
+                ChannelStats(method="zscore", mean=50.0, std=10.0),
+                ChannelStats(method="percentile", low=0.0, high=3.0),
+            ],
+        }
+    )
+    steps, _ = _preprocessing(dataset, ["y", "x"])
+    assert (
+        len(steps) == 1
+        and list(steps[0].kwargs.std) == [10.0, 3.0]
+        and list(steps[0].kwargs.mean) == [50.0, 0.0]
+    )
+    net = load_bundle(bundle).model
+    save_bundle(tmp_path / "fixed.stainfree", net, cfg)
+    result = api.export_model(tmp_path / "fixed.stainfree", tmp_path / "export")
+    test = api.test_package(result["path"])
+    assert test["status"] == "passed", test["failures"]

@@ -66,9 +66,14 @@ def test_tiny_binary_fit_beats_chance_on_ratio_separable_case(tmp_path):
     b = load_bundle(bundle)
     assert b.config.class_names == ["early_endosome"] and b.config.input_transform == "ratiometric"
     assert b.config.channel_alignment == "auto"  # red onto yellow before the ratio, as trained
+    assert b.config.ratio_normalization == "fixed"  # the catalog default: the absolute ratio
+    # the threshold chosen on the validation image: the best pooled F1 of the recorded table
+    table = b.config.training["threshold_f1"]
+    assert len(table) == 17 and table[0]["threshold"] == 0.1 and table[-1]["threshold"] == 0.9
+    assert b.config.threshold == max(table, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))["threshold"]
     x, truth = pairs[3]
     prob, _ = predict_with_bundle(b, x, meta)
-    pred = np.asarray(prob)[0] >= 0.5
+    pred = np.asarray(prob)[0] >= b.config.threshold
     chance = 2 * truth.mean() / (1 + truth.mean())  # F1 of predicting everything as foreground
     score = f1(truth[0], pred)
     assert score > max(0.45, chance + 0.3), score

@@ -79,3 +79,18 @@ def test_catalog_jobs_sample_rare_organelles_and_every_volume_class(tmp_path):
     assert volume.data.foreground_labels == [0, 1, 2]  # the nucleus is label 0 of the VOLUME net
     er = api.catalog_training_job(cat.network_of("er"), tmp_path / "m.csv", tmp_path, catalog=cat)
     assert er.data.foreground_labels is None  # label 0 is background
+
+
+def test_catalog_jobs_keep_the_absolute_ratio_by_default(tmp_path):
+    from stainfree import api
+    from stainfree.catalog import load_catalog
+
+    cat = load_catalog()
+    assert cat.ratio_normalization == "fixed"
+    net = cat.network_of("golgi")
+    job = api.catalog_training_job(net, tmp_path / "m.csv", tmp_path, catalog=cat)
+    assert job.data.ratio_normalization == "fixed"
+    median = api.catalog_training_job(
+        net, tmp_path / "m.csv", tmp_path, catalog=cat, ratio_normalization="median"
+    )
+    assert median.data.ratio_normalization == "median"

@@ -159,3 +159,28 @@ def test_channel_indices_by_name_and_index():
     assert channel_indices(["b", 0, "-1"], ("a", "b", "c"), 3) == [1, 0, 2]
     with pytest.raises(InputError, match="out of range"):
         channel_indices([5], ("a",), 1)
+
+
+def test_ratio_normalization_fixed_is_absolute_image_is_relative():
+    from stainfree.config import DataConfig
+    from stainfree.data.preprocess import prepare_input
+
+    rng = np.random.default_rng(0)
+    yellow = np.full((1, 16, 16), 10.0, np.float32) + rng.random((1, 16, 16)).astype(np.float32)
+    yellow[:, :4] = 0.0  # background
+    red = 1.5 * yellow
+    img = np.stack([yellow, red])
+    redder = np.stack([yellow, 1.3 * red])
+    kw = {"input_transform": "ratiometric", "voxel_size_um": None, "ratio_offset": None}
+    kw["ratio_background_threshold"] = 1.0
+    fixed = DataConfig(ratio_normalization="fixed", ratio_max=3.0, **kw)
+    a, b = prepare_input(img, fixed), prepare_input(redder, fixed)
+    assert a[1, 0, 8, 8] == pytest.approx(1.5 / 3.0, rel=1e-5)
+    assert b[1, 0, 8, 8] == pytest.approx(1.95 / 3.0, rel=1e-5)  # the redder field stays redder
+    image = DataConfig(ratio_normalization="image", **kw)
+    np.testing.assert_allclose(prepare_input(img, image)[1], prepare_input(redder, image)[1], atol=1e-4)
+    median = DataConfig(ratio_normalization="median", **kw)
+    m = prepare_input(redder, median)
+    assert m[1, 0, 8, 8] == pytest.approx(1.0, rel=1e-5) and m[1, 0, 0, 0] == 0.0
+    # the intensity channel is z-scored per image whatever the ratio does
+    np.testing.assert_allclose(a[0], prepare_input(img, image)[0])

@@ -64,3 +64,34 @@ def test_image_ratio_and_brightness_per_class(sim):
     assert stats["lipid_droplet"][1] > stats["lysosome"][1] > stats["cytosol"][1]
     nuc = sim.labels == compartment_id("nucleus")
     assert (y + r)[nuc].mean() < 0.3 * (y + r)[sim.labels == compartment_id("er")].mean()
+
+
+def test_versioned_constants_and_ratio_factor_and_sdsim():
+    from stainfree.config import SimulationConfig
+    from stainfree.simulate.field import simulate_field
+    from stainfree.simulate.optics import MICROSCOPES, psf_sigma_um
+    from stainfree.simulate.spectra import NILE_RED, nilered_table
+
+    v2 = nilered_table("v2")
+    assert nilered_table("v1") is NILE_RED
+    assert v2["mitochondria"][0] > v2["er"][0] and NILE_RED["mitochondria"][0] < NILE_RED["er"][0]
+    assert all(v2[c][2:] == NILE_RED[c][2:] for c in NILE_RED)  # v2 changes brightness only
+    # sdsim: half the widefield lateral limit (FWHM ~0.12-0.13 um over yellow and red)
+    sd = MICROSCOPES["sdsim"]
+    fwhm = [
+        2.3548 * psf_sigma_um(w, sd["na"], sd["immersion_index"], True, sd["lateral_gain"])[1]
+        for w in (0.58, 0.65)
+    ]
+    assert 0.11 < np.mean(fwhm) < 0.14
+    wide = 2.3548 * psf_sigma_um(0.58, sd["na"], sd["immersion_index"], False)[1]
+    assert fwhm[0] == pytest.approx(wide / 2)
+    # every ratio x 1.3, same geometry; the default (v1, factor 1) stays as it was
+    base = SimulationConfig(n_fields=1, shape=(8, 48, 48), cells_per_field=(1, 1), targets=["dna"], seed=3)
+    a = simulate_field(base, 0)
+    b = simulate_field(base.model_copy(update={"nilered_ratio_factor": 1.3}), 0)
+    c = simulate_field(base.model_copy(update={"nilered_model": "v1", "nilered_ratio_factor": 1.0}), 0)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.nilered, c.nilered)
+    ra = np.array([o["nilered_ratio"] for o in a.metadata["objects"]])
+    rb = np.array([o["nilered_ratio"] for o in b.metadata["objects"]])
+    np.testing.assert_allclose(rb, 1.3 * ra, rtol=1e-3, atol=1e-4)

@@ -61,7 +61,13 @@ def segment_cmd(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     catalog: Annotated[str | None, typer.Option(help="Catalog name or YAML (label priority).")] = None,
-    threshold: Annotated[float, typer.Option(help="Probability threshold of binary nets.")] = 0.5,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Probability threshold of every binary net (default: each bundle's own, chosen on "
+            "validation at export; 0.5 for older bundles)."
+        ),
+    ] = None,
     tta: Annotated[
         bool,
         typer.Option("--tta", help="Test-time augmentation: average 8 flipped/turned views (8x the time)."),
@@ -114,6 +120,14 @@ def train_catalog_cmd(
     input_transform: Annotated[
         str | None, typer.Option(help="'ratiometric' or 'intensity_only' (default: the catalog's).")
     ] = None,
+    ratio_normalization: Annotated[
+        str | None,
+        typer.Option(
+            "--ratio-normalization",
+            help="Ratio channel scaling: 'fixed' (absolute R/Y 0..3 -> 0..1), 'median' (over the field's "
+            "median ratio) or 'image' (z-score per image); default: the catalog's ('fixed').",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoints.")] = False,
 ) -> None:
     """Train the organelle catalog networks on simulated Nile Red fields."""
@@ -124,6 +138,8 @@ def train_catalog_cmd(
         overrides["spatial_dims"] = dims
     if input_transform is not None:
         overrides["input_transform"] = input_transform
+    if ratio_normalization is not None:
+        overrides["ratio_normalization"] = ratio_normalization
     paths = api.train_catalog(
         simulation, out, structures=structures, max_steps=steps, resume=resume, progress=True, **overrides
     )

@@ -96,7 +96,8 @@ def simulate(
     ] = None,
     n_frames: Annotated[int | None, typer.Option("--n-frames", help="Time points per field.")] = None,
     microscope: Annotated[
-        str | None, typer.Option("--microscope", help="Microscope profile: spinning_disk or widefield.")
+        str | None,
+        typer.Option("--microscope", help="Microscope profile: spinning_disk, widefield or sdsim."),
     ] = None,
     cell_shape: Annotated[
         str | None, typer.Option("--cell-shape", help="round, elongated, spread or mixed.")

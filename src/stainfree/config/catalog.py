@@ -74,6 +74,11 @@ class OrganelleCatalog(StrictModel):
     )
     depth: int = Field(4, ge=1, le=7, description="Down-sampling steps of each net.")
     base_channels: int = Field(16, ge=1, description="Channels of the first level of each net.")
+    ratio_normalization: Literal["image", "fixed", "median"] = Field(
+        "fixed",
+        description="How every catalog net scales the ratio channel (see DataConfig.ratio_normalization): "
+        "'fixed' keeps the absolute R/Y, the dye's fingerprint (benchmarks/ratio_normalization.py).",
+    )
     label_priority: list[str] = Field(
         description="Compartments from highest to lowest priority: where masks overlap the label map takes "
         "the first. Must list each of the 15 compartments once."

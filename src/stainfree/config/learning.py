@@ -121,6 +121,16 @@ class DataConfig(StrictModel):
     ratio_clip_percentile: float = Field(
         99.9, description="Ratiometric: percentile at which the ratio is clipped."
     )
+    ratio_normalization: Literal["image", "fixed", "median"] = Field(
+        "image",
+        description="Ratiometric: how the ratio channel is scaled. 'image': z-scored per image like the "
+        "intensity (relative: a field whose ratios are all 1.3x higher looks the same); 'fixed': R/Y over "
+        "0..ratio_max mapped to 0..1 (absolute: the ratio as the dye's fingerprint); 'median': divided by "
+        "the field's median foreground ratio (relative to the field, robust to a filter set's scale).",
+    )
+    ratio_max: float = Field(
+        3.0, gt=0, description="Ratiometric, ratio_normalization 'fixed': the R/Y mapped to 1."
+    )
     channel_alignment: Literal["none", "auto"] | tuple[float, float, float] = Field(
         "none",
         description="Ratiometric: translation of the red channel onto the yellow one before intensity "
@@ -435,6 +445,10 @@ class BundleConfig(StrictModel):
     )
     ratio_background_threshold: float | None = Field(None, description="Ratiometric background threshold.")
     ratio_clip_percentile: float = Field(99.9, description="Ratiometric clip percentile.")
+    ratio_normalization: Literal["image", "fixed", "median"] = Field(
+        "image", description="Ratiometric: scaling of the ratio channel (see DataConfig)."
+    )
+    ratio_max: float = Field(3.0, gt=0, description="Ratiometric, 'fixed': the R/Y mapped to 1.")
     channel_alignment: Literal["none", "auto"] | tuple[float, float, float] = Field(
         "none",
         description="Ratiometric: red-onto-yellow translation applied before the ratio (see DataConfig).",
@@ -460,6 +474,14 @@ class BundleConfig(StrictModel):
         None, description="Voxel size (z, y, x) the model was trained at (None = not resampled)."
     )
     patch_shape: list[int] = Field(default_factory=list, description="Training patch shape.")
+    threshold: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Binary nets: probability threshold chosen at export (best pooled F1 over 0.10..0.90 on "
+        "the whole validation images; the table is in training.threshold_f1); segment uses it unless "
+        "given one. None = 0.5 (bundles written before it existed).",
+    )
     training: dict[str, Any] = Field(
         default_factory=dict, description="Training summary (steps, losses, seed...)."
     )

@@ -25,16 +25,17 @@ class SimulationConfig(StrictModel):
     voxel_size_um: tuple[float, float, float] | None = Field(
         None,
         description="Voxel size (z, y, x) in um; None takes the microscope's "
-        "(spinning_disk: 0.29, 0.108, 0.108; widefield: 0.3, 0.13, 0.13).",
+        "(spinning_disk: 0.29, 0.108, 0.108; widefield: 0.3, 0.13, 0.13; sdsim: 0.2, 0.054, 0.054).",
     )
     cells_per_field: tuple[int, int] = Field((1, 3), description="Inclusive range of cells per field.")
     cell_shape: Literal["round", "elongated", "spread", "mixed"] = Field(
         "round", description="Cell morphology; 'mixed' draws one of the three for every cell."
     )
-    microscope: Literal["spinning_disk", "widefield"] = Field(
+    microscope: Literal["spinning_disk", "widefield", "sdsim"] = Field(
         "spinning_disk",
         description="Microscope profile: objective NA, pixel size, PSF, camera noise, Nile Red ratio scale, "
-        "chromatic shift.",
+        "chromatic shift. 'sdsim': super-resolution spinning disk (lateral FWHM ~0.127 um, half the "
+        "widefield limit; voxels 0.2 x 0.054 x 0.054 um).",
     )
     targets: list[str] = Field(
         default_factory=lambda: list(SIMULATION_TARGETS),
@@ -56,6 +57,18 @@ class SimulationConfig(StrictModel):
     )
     nilered_photons: float = Field(
         300.0, gt=0, description="Photons (yellow + red) per voxel in a lipid droplet, the brightest class."
+    )
+    nilered_ratio_factor: float = Field(
+        1.0,
+        gt=0,
+        description="Factor on every Nile Red ratio R/Y, on top of the microscope's (e.g. 1.3: a field whose "
+        "organelles all emit redder, to test whether a network reads the ratio as an absolute fingerprint).",
+    )
+    nilered_model: Literal["v1", "v2"] = Field(
+        "v1",
+        description="Version of the Nile Red brightness / ratio constants (stainfree.simulate.spectra): 'v1' "
+        "(default, what every benchmark so far used) or 'v2' (mitochondria brighter than the ER, vesicles "
+        "and Golgi 1.5x, ER 0.8x: the contrast of live-cell Nile Red images; benchmarks/separability.py).",
     )
     gfp_structure: str | None = Field(
         None, description="Compartment or target shown in an extra 'gfp' Nile Red channel (None: no gfp)."

@@ -183,6 +183,26 @@ def invert_normalization(y: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
     return y
 
 
+def ratio_stats(ratio: np.ndarray, how: str, ratio_max: float = 3.0) -> dict[str, Any] | None:
+    """Statistics that scale a ratio channel R/Y (background 0), or None for ``how == "image"`` (z-scored
+    like any channel).
+
+    ``"fixed"``: 0..``ratio_max`` -> 0..1, the same for every image (absolute); ``"median"``: divided by the
+    median of the foreground ratios (> 0) of this image (1 when it has none). Both are ``percentile``
+    statistics (``low`` 0), so :func:`apply_normalization` applies them and dataset scope averages them.
+    """
+    if how == "image":
+        return None
+    if how == "fixed":
+        return {"method": "percentile", "low": 0.0, "high": float(ratio_max)}
+    if how == "median":
+        r = np.asarray(ratio)
+        fg = r[r > 0]
+        med = float(np.median(fg)) if fg.size else 1.0
+        return {"method": "percentile", "low": 0.0, "high": med if med > 0 else 1.0}
+    raise ValueError(f"unknown ratio normalization {how!r}")
+
+
 def mean_stats(per_image: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Average per-image, per-channel statistics into one dictionary per channel (dataset statistics)."""
     if not per_image:
@@ -225,7 +245,8 @@ def prepare_input(
     czyx : ndarray
         Image as (C, Z, Y, X) (see :func:`stainfree.io.readers.as_czyx`).
     cfg : DataConfig or BundleConfig
-        Uses ``signal_channels``, ``input_transform``, ``ratio_*``, ``voxel_size_um``, ``normalization``,
+        Uses ``signal_channels``, ``input_transform``, ``ratio_*`` (``ratio_normalization``: how the ratio
+        channel is scaled, see :func:`ratio_stats`), ``voxel_size_um``, ``normalization``,
         ``percentile_range``, ``normalization_scope``, ``input_mode`` (and ``normalization_stats`` of a bundle
         with dataset scope).
     meta : ImageMeta, optional
@@ -295,8 +316,13 @@ def prepare_input_with_stats(
             stats = [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in bundle_stats]
     used = []
     out: np.ndarray = np.empty(x.shape, dtype=np.float32)
+    ratio_how = _get(cfg, "ratio_normalization", "image") if transform == "ratiometric" else "image"
     for c in range(x.shape[0]):
-        if stats is not None:
+        own = ratio_stats(x[c], ratio_how, _get(cfg, "ratio_max", 3.0)) if c == 1 else None
+        if own is not None and (stats is None or ratio_how == "median"):
+            out[c] = apply_normalization(x[c], own)  # the ratio channel keeps its own scale
+            used.append(own)
+        elif stats is not None:
             out[c] = apply_normalization(x[c], stats[c])
             used.append(dict(stats[c]))
         else:

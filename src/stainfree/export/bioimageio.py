@@ -56,11 +56,15 @@ def test_input(config: Any, seed: int = 0) -> np.ndarray:
 def preprocess(x: np.ndarray, config: Any) -> np.ndarray:
     """The bundle's input normalization of a (1, C, ...) raw tensor, channel by channel (what the package's
     preprocessing does: per image statistics, or the stored dataset statistics)."""
-    from stainfree.data.preprocess import apply_normalization, normalize
+    from stainfree.data.preprocess import apply_normalization, normalize, ratio_stats
 
     out = np.empty_like(x, dtype=np.float32)
+    ratio_how = _ratio_how(config)
     for c in range(x.shape[1]):
-        if config.normalization_scope == "dataset" and c < len(config.normalization_stats):
+        own = ratio_stats(x[0, c], ratio_how, config.ratio_max) if c == 1 else None
+        if own is not None and (config.normalization_scope != "dataset" or ratio_how == "median"):
+            out[0, c] = apply_normalization(x[0, c], own)
+        elif config.normalization_scope == "dataset" and c < len(config.normalization_stats):
             out[0, c] = apply_normalization(x[0, c], config.normalization_stats[c].model_dump())
         else:
             lo, hi = config.percentile_range
@@ -78,27 +82,64 @@ def activation(logits: np.ndarray, task: str) -> np.ndarray:
     return logits.astype(np.float32)
 
 
+def _ratio_how(config: Any) -> str:
+    """The bundle's ratio-channel scaling ('image' when the input is not ratiometric)."""
+    if config.input_transform != "ratiometric":
+        return "image"
+    return str(getattr(config, "ratio_normalization", "image"))
+
+
+def _fixed_mean_std(st: Any) -> tuple[float, float] | None:
+    """(mean, std) of a fixed affine normalization x -> (x - mean) / std, None for 'none'."""
+    if st.method == "zscore":
+        return float(st.mean or 0.0), max(float(st.std or 1.0), 1e-6)
+    if st.method == "percentile":
+        lo, hi = float(st.low or 0.0), float(st.high or 1.0)
+        return lo, (hi - lo) if hi > lo else 1.0
+    return None
+
+
 def _preprocessing(config: Any, axes: list[str]) -> tuple[list[Any], str]:
-    """The spec's preprocessing for the bundle's normalization, and a note on what it cannot express."""
+    """The spec's preprocessing for the bundle's normalization, and a note on what it cannot express.
+
+    The spec applies one step to every channel: a ratiometric bundle whose ratio channel is scaled
+    differently from the intensity (``ratio_normalization`` 'fixed' or 'median') with per-image intensity
+    statistics cannot be expressed; the package then has no preprocessing and the documentation says what
+    to apply (its test input is the normalized tensor). With dataset statistics and 'fixed', one fixed
+    per-channel step expresses both channels.
+    """
     from bioimageio.spec.model import v0_5 as s
 
     steps: list[Any] = []
     notes = []
     ids = [s.AxisId(a) for a in axes]
-    if config.normalization_scope == "dataset" and config.normalization_stats:
-        stats = config.normalization_stats
-        if all(st.method == "zscore" for st in stats):
+    ratio_how = _ratio_how(config)
+    fixed = [_fixed_mean_std(st) for st in config.normalization_stats]
+    if ratio_how == "median" or (ratio_how == "fixed" and config.normalization_scope != "dataset"):
+        what = (
+            f"ratio channel R/Y divided by {config.ratio_max:g} (absolute: 0..{config.ratio_max:g} -> 0..1)"
+            if ratio_how == "fixed"
+            else "ratio channel R/Y divided by the median of its foreground (> 0) values"
+        )
+        intensity = (
+            f"intensity channel normalized per image ({config.normalization})"
+            if config.normalization_scope != "dataset"
+            else "intensity channel with the dataset statistics of bundle.yaml"
+        )
+        notes.append(f"the input normalization ({intensity}; {what}): the package has no preprocessing")
+    elif config.normalization_scope == "dataset" and config.normalization_stats:
+        if all(f is not None for f in fixed):
             steps.append(
                 s.FixedZeroMeanUnitVarianceDescr(
                     kwargs=s.FixedZeroMeanUnitVarianceAlongAxisKwargs(
-                        mean=[float(st.mean or 0.0) for st in stats],
-                        std=[max(float(st.std or 1.0), 1e-6) for st in stats],
+                        mean=[f[0] for f in fixed if f is not None],
+                        std=[f[1] for f in fixed if f is not None],
                         axis=s.AxisId("channel"),
                     )
                 )
             )
         else:
-            notes.append("dataset-wide percentile statistics (apply them before the package)")
+            notes.append("dataset-wide statistics of bundle.yaml (apply them before the package)")
     elif config.normalization == "zscore":
         steps.append(s.ZeroMeanUnitVarianceDescr(kwargs=s.ZeroMeanUnitVarianceKwargs(axes=ids)))
     elif config.normalization == "percentile":
@@ -223,7 +264,8 @@ def export_bioimageio(
         xn = preprocess(x, cfg)
         with torch.inference_mode():
             y = activation(model(torch.from_numpy(xn)).numpy(), cfg.task)
-        np.save(tmp / "test_input.npy", x)
+        # without an in-package preprocessing the package takes normalized input: so does its test
+        np.save(tmp / "test_input.npy", x if pre else xn)
         np.save(tmp / "test_output.npy", y)
         shutil.copy(bundle.path / WEIGHTS, tmp / WEIGHTS)
         shutil.copy(bundle.path / CONFIG, tmp / CONFIG)

@@ -4,8 +4,8 @@ map.
 Each bundle knows which compartments it segments (``class_names`` of its ``bundle.yaml``: one name for a
 binary
 net; ``background`` first, then the compartments, for a multi-class net with a background class). Binary nets
-are
-thresholded at 0.5; multi-class nets give each voxel its most probable class. The 15 masks may overlap (an
+are thresholded at the bundle's own threshold (chosen on validation at export; 0.5 when it has none);
+multi-class nets give each voxel its most probable class. The 15 masks may overlap (an
 endosome inside the cytosol volume); the label map resolves overlaps by the catalog's ``label_priority``
 (small,
 specific organelles first, then membranes, then volumes; see ``organelles_v1.yaml``).
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "COMPARTMENT_COLORS",
+    "bundle_threshold",
     "find_bundles",
     "nilered_channel_names",
     "label_map_from_masks",
@@ -89,6 +90,15 @@ def find_bundles(bundles_or_dir: str | os.PathLike | Sequence[Any]) -> list[Any]
         if not items:
             raise InputError("bundles", "no bundles given")
     return [load_bundle(b) if isinstance(b, str | os.PathLike) else b for b in items]
+
+
+def bundle_threshold(config: Any, threshold: float | None = None) -> float:
+    """The probability threshold of a binary bundle: ``threshold`` when given, else the bundle's own
+    (chosen on validation at export), else 0.5."""
+    if threshold is not None:
+        return float(threshold)
+    own = getattr(config, "threshold", None)
+    return 0.5 if own is None else float(own)
 
 
 def masks_from_output(
@@ -206,7 +216,7 @@ def segment(
     meta: ImageMeta | None = None,
     *,
     catalog: str | os.PathLike | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     overlap: float = 0.25,
     roi_size: Sequence[int] | None = None,
     progress: bool = False,
@@ -227,8 +237,8 @@ def segment(
         Axes ``"CZYX"``, channel names and voxel size of the image.
     catalog : str or path, optional
         Catalog whose ``label_priority`` orders the label map (default: ``organelles_v1``).
-    threshold : float
-        Probability threshold of binary nets.
+    threshold : float, optional
+        Probability threshold of every binary net; None = each bundle's own (:func:`bundle_threshold`).
     overlap, roi_size : optional
         Sliding-window settings passed to the predictor.
     progress : bool
@@ -265,7 +275,7 @@ def segment(
         probs = _predict(b, image, meta, overlap=overlap, roi_size=roi_size, tta=tta)
         cfg = b.config
         names = list(cfg.class_names or [])
-        for name, mask in masks_from_output(probs, cfg.task, names, threshold).items():
+        for name, mask in masks_from_output(probs, cfg.task, names, bundle_threshold(cfg, threshold)).items():
             if name in covered:
                 log.warning(
                     "%s is segmented by both %s and %s; keeping the union", name, covered[name], cfg.name

@@ -187,7 +187,9 @@ class SegmentWidget(_RunWidget):
     """Organelles from one dye: segment the 15 compartments of the selected Nile Red layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.01, max=0.99, step=0.05)
+        self.threshold = FloatSpinBox(
+            label="threshold (0 = each bundle's own)", value=0.0, min=0.0, max=0.99, step=0.05
+        )
         self.tta = CheckBox(label="test-time augmentation", value=False)
         self.add_masks = CheckBox(label="add the 15 masks", value=False)
         super().__init__(viewer, [self.threshold, self.tta, self.add_masks])
@@ -204,7 +206,7 @@ class SegmentWidget(_RunWidget):
         voxel = _voxel_size(layer)
         base = str(layer.name).split(" [")[0]
         threshold, tta, with_masks = (
-            float(self.threshold.value),
+            float(self.threshold.value) or None,
             bool(self.tta.value),
             bool(self.add_masks.value),
         )

@@ -27,7 +27,7 @@ from stainfree.errors import InputError
 from stainfree.io.writers import write_json, write_ome_tiff, write_ome_zarr, write_table
 from stainfree.simulate.field import SimulatedField, resolve_microscope, simulate_field
 from stainfree.simulate.geometry import PRIORITY
-from stainfree.simulate.spectra import NILE_RED
+from stainfree.simulate.spectra import nilered_table
 from stainfree.types import COMPARTMENTS
 
 IMAGES: tuple[str, ...] = (
@@ -110,7 +110,7 @@ def write_dataset(
             "microscope": {k: (list(v) if isinstance(v, tuple) else v) for k, v in prof.items()},
             "compartments": list(COMPARTMENTS),
             "label_priority": list(PRIORITY),
-            "nilered_classes": {k: list(v) for k, v in NILE_RED.items()},
+            "nilered_classes": {k: list(v) for k, v in nilered_table(config.nilered_model).items()},
             "nilered_classes_columns": [
                 "brightness_median",
                 "brightness_log_sd",

@@ -26,7 +26,7 @@ from stainfree.simulate.optics import (
     psf_sigma_um,
     shift_subpixel,
 )
-from stainfree.simulate.spectra import NILE_RED, draw_spectra, nilered_density
+from stainfree.simulate.spectra import draw_spectra, nilered_density, nilered_table
 from stainfree.types import COMPARTMENTS, compartment_id
 
 #: Which compartments a fluorescence target labels, with relative stain density.
@@ -233,12 +233,14 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
     frames = [(lab, lut[lab, inst]) for lab, inst in frames]
     owner = _owner_lut(scene, lut)
     n_inst = {cls: int(lut[c + 1].max()) for c, cls in enumerate(COMPARTMENTS)}
-    spectra = draw_spectra(_rng(config.seed, index, 2), n_inst, prof["nilered_ratio_scale"])
+    ratio_scale = prof["nilered_ratio_scale"] * config.nilered_ratio_factor
+    spectra = draw_spectra(_rng(config.seed, index, 2), n_inst, ratio_scale, config.nilered_model)
+    table = nilered_table(config.nilered_model)
 
     na, n_imm, conf, haze = prof["na"], prof["immersion_index"], prof["confocal"], prof["haze_fraction"]
     read, offset, bg = prof["read_noise"], config.offset, config.background_photons
     sig = {
-        name: psf_sigma_um(EMISSION_UM.get(name, 0.52), na, n_imm, conf)
+        name: psf_sigma_um(EMISSION_UM.get(name, 0.52), na, n_imm, conf, prof.get("lateral_gain"))
         for name in (*config.targets, "yellow", "red", "gfp")
     }
     shift_um = np.asarray(prof["chromatic_shift_um"], float)
@@ -348,10 +350,10 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
     nr_cmax = {name: c_max_from_moments(sums[name]) for name in nr_names}
     ratio_dists = {
         cls: {
-            "brightness_median": NILE_RED[cls][0],
-            "brightness_log_sd": NILE_RED[cls][1],
-            "ratio_median": NILE_RED[cls][2] * prof["nilered_ratio_scale"],
-            "ratio_log_sd": NILE_RED[cls][3],
+            "brightness_median": table[cls][0],
+            "brightness_log_sd": table[cls][1],
+            "ratio_median": table[cls][2] * ratio_scale,
+            "ratio_log_sd": table[cls][3],
         }
         for cls in COMPARTMENTS
     }
@@ -406,7 +408,8 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
             "photons": config.nilered_photons,
             "model": "per object: yellow = b / (1 + R), red = b R / (1 + R), times photons, PSF, shift (red)",
             "psf_sigma_um": {c: [round(float(v), 5) for v in sig[c]] for c in ("yellow", "red", "gfp")},
-            "ratio_scale": prof["nilered_ratio_scale"],
+            "ratio_scale": ratio_scale,
+            "constants": config.nilered_model,
             "chromatic_shift_um": [float(v) for v in shift_um],
             "chromatic_shift_voxels": [round(float(v), 5) for v in shift_vox],
             "chromatic_shift_note": "red channel content is displaced by +shift relative to yellow",

@@ -21,6 +21,7 @@ from stainfree.config import BundleConfig, ChannelStats, ModelConfig, TrainingJo
 from stainfree.data.dataset import PreparedImages, prepare_pair
 from stainfree.errors import ConfigError, InputError
 from stainfree.train.fit_data import (
+    choose_threshold,
     load_images,
     split_for_validation,
     validation_patches,
@@ -402,7 +403,14 @@ def _fit_prepared(
         export_model = build_model(model_cfg)
         export_model.load_state_dict(model_state(best_path, ema=tc.ema_decay is not None))
         exported = "best"
+    threshold: float | None = None
+    record_table: list[dict[str, float]] = []
+    if tc.task == "binary" and val.signals:
+        threshold, record_table = choose_threshold(export_model, val, model_cfg.spatial_dims, patch)
+        log.info("%s: probability threshold %.2f (best F1 on the validation images)", job.name, threshold)
     record = summary(out / "logs" / "metrics.csv")
+    if threshold is not None:
+        record["threshold_f1"] = record_table
     record.update(
         {
             "steps": int(trainer.global_step) if remaining > 0 else start_step,
@@ -443,6 +451,8 @@ def _fit_prepared(
         ratio_offset=dc.ratio_offset,
         ratio_background_threshold=dc.ratio_background_threshold,
         ratio_clip_percentile=dc.ratio_clip_percentile,
+        ratio_normalization=dc.ratio_normalization,
+        ratio_max=dc.ratio_max,
         channel_alignment=dc.channel_alignment,
         normalization=dc.normalization,
         percentile_range=dc.percentile_range,
@@ -452,6 +462,7 @@ def _fit_prepared(
         target_stats=_stats(mean_stats(train.target_stats)) if tc.task == "regression" else [],
         voxel_size_um=dc.voxel_size_um,
         patch_shape=list(patch),
+        threshold=threshold,
         training=record,
     )
     return save_bundle(out / f"{job.name}.stainfree", export_model, bundle_cfg)

@@ -124,8 +124,9 @@ def _progress(enabled: bool, total: int, what: str) -> Iterator[Any]:
         yield lambda: bar.advance(task)
 
 
-def renormalize_to_dataset(images: PreparedImages, stats: list[dict]) -> None:
-    """Re-express per-image normalized signals with dataset statistics (``normalization_scope="dataset"``)."""
+def renormalize_to_dataset(images: PreparedImages, stats: list[dict], keep: Sequence[int] = ()) -> None:
+    """Re-express per-image normalized signals with dataset statistics (``normalization_scope="dataset"``);
+    the channels in ``keep`` stay per image (a ratio divided by each field's own median)."""
     from stainfree.data.preprocess import apply_normalization, invert_normalization
 
     for i, (x, own) in enumerate(zip(images.signals, images.signal_stats, strict=True)):
@@ -135,9 +136,9 @@ def renormalize_to_dataset(images: PreparedImages, stats: list[dict]) -> None:
         out = np.empty_like(x)
         for c in range(x.shape[0]):
             k = c // reps
-            out[c] = apply_normalization(invert_normalization(x[c], own[k]), stats[k])
+            out[c] = x[c] if k in keep else apply_normalization(invert_normalization(x[c], own[k]), stats[k])
         images.signals[i] = out
-        images.signal_stats[i] = [dict(s) for s in stats]
+        images.signal_stats[i] = [dict(own[k]) if k in keep else dict(s) for k, s in enumerate(stats)]
 
 
 def validation_mode(job_validation: str, splits: Sequence[str]) -> str:
@@ -224,7 +225,8 @@ def split_for_validation(
     train_idx, val_idx = split_train_val(splits, fraction, seed)
     dataset_stats = mean_stats(images.subset(train_idx).signal_stats)
     if dc.normalization_scope == "dataset":
-        renormalize_to_dataset(images, dataset_stats)
+        per_field = dc.input_transform == "ratiometric" and dc.ratio_normalization == "median"
+        renormalize_to_dataset(images, dataset_stats, keep=(1,) if per_field else ())
     if mode == "region":
         train, val, regions = carve_regions(images.subset(train_idx), patch3, dc.val_region_fraction)
         return train, val, dataset_stats, {"mode": mode, "regions": regions, "gap": "half a patch"}
@@ -308,3 +310,63 @@ def with_network_of(job: TrainingJob) -> TrainingJob:
     if job.model.model_fields_set.isdisjoint({"architecture", "norm", "residual"}):
         update.update({k: getattr(prev, k) for k in ("architecture", "norm", "residual")})
     return job.model_copy(update={"model": job.model.model_copy(update=update)})
+
+
+#: Thresholds tried by :func:`choose_threshold`.
+THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.10 + 0.05 * i, 2) for i in range(17))
+
+
+def choose_threshold(
+    model: Any, val: PreparedImages, spatial_dims: int, roi_size: Sequence[int]
+) -> tuple[float, list[dict[str, float]]]:
+    """Probability threshold of a binary network: the best pooled F1 over :data:`THRESHOLD_GRID` on the
+    whole validation images.
+
+    Whole images, not the (foreground-biased) validation patches, which would pull the threshold low.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The exported network (logits out).
+    val : PreparedImages
+        Validation inputs and 0/1 targets.
+    spatial_dims : int
+        2 or 3.
+    roi_size : sequence of int
+        Tile of the sliding window (the training patch).
+
+    Returns
+    -------
+    threshold : float
+        The best threshold (ties: the one closest to 0.5); 0.5 when nothing is annotated.
+    table : list of dict
+        ``{"threshold", "f1", "precision", "recall"}`` per threshold tried.
+    """
+    from stainfree.inference.tiling import predict_array
+
+    grid = np.asarray(THRESHOLD_GRID)
+    tp = np.zeros(len(grid))
+    fp = np.zeros(len(grid))
+    n_true = 0
+    for x, t in zip(val.signals, val.targets, strict=True):
+        logits = predict_array(model, x, spatial_dims=spatial_dims, roi_size=list(roi_size), overlap=0.25)
+        prob = 1.0 / (1.0 + np.exp(-np.asarray(logits[0], dtype=np.float32)))
+        truth = np.asarray(t[0]).reshape(prob.shape) > 0.5
+        n_true += int(truth.sum())
+        # counts above each threshold from sorted probabilities: one pass per image
+        pos = np.sort(prob[truth])
+        neg = np.sort(prob[~truth])
+        tp += pos.size - np.searchsorted(pos, grid, side="left")
+        fp += neg.size - np.searchsorted(neg, grid, side="left")
+    fn = n_true - tp
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    recall = tp / n_true if n_true else np.zeros_like(tp)
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0)
+    table = [
+        {"threshold": float(g), "f1": float(a), "precision": float(p), "recall": float(r)}
+        for g, a, p, r in zip(grid, f1, precision, recall, strict=True)
+    ]
+    if n_true == 0:
+        return 0.5, table
+    best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+    return float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]]), table

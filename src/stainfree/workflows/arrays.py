@@ -96,7 +96,7 @@ def segment_array(
     channel_names: Sequence[str] | None = None,
     voxel_size_um: Sequence[float | None] | None = None,
     catalog: str | Path | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     tta: bool = False,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -115,8 +115,8 @@ def segment_array(
         Physical voxel size.
     catalog : str or path, optional
         Catalog of the label priority (default ``organelles_v1``).
-    threshold : float
-        Probability threshold of binary networks.
+    threshold : float, optional
+        Probability threshold of every binary network; None = each bundle's own (chosen on validation).
     tta : bool
         Test-time augmentation.
     progress : bool

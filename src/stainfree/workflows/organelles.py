@@ -75,6 +75,7 @@ def catalog_training_job(
     loss: str | None = None,
     foreground_fraction: float | None = None,
     channel_alignment: str | tuple[float, float, float] = "auto",
+    ratio_normalization: str | None = None,
 ) -> TrainingJob:
     """The TrainingJob of one catalog network: the LiCAI recipe through the shared
     :func:`stainfree.train.fit.fit`.
@@ -92,6 +93,8 @@ def catalog_training_job(
     net of the packaged catalog) of the training and validation patches are centred on a voxel of one of
     the net's structures (drawn uniformly; every class of a net without background class, label 0
     included). ``channel_alignment`` (default ``auto``) moves red onto yellow before the ratio.
+    ``ratio_normalization`` (default: the catalog's, ``fixed``) scales the ratio channel: ``image``
+    (z-score per image), ``fixed`` (R/Y 0..3 -> 0..1, absolute) or ``median`` (over the field's median).
     """
     from stainfree.catalog import load_catalog
     from stainfree.config import DataConfig, ModelConfig, TrainConfig, TrainingJob
@@ -111,6 +114,7 @@ def catalog_training_job(
         voxel_size_um=voxel_size_um,
         input_transform=transform,
         channel_alignment=channel_alignment,
+        ratio_normalization=ratio_normalization or cat.ratio_normalization,
         normalization="zscore",
         patch_shape=list(patch_shape),
         foreground_fraction=net.foreground_fraction if foreground_fraction is None else foreground_fraction,
@@ -324,6 +328,8 @@ def fine_tune_segmentation(
         "base_channels": cfg.model.base_channels,
         "patch_shape": list(cfg.patch_shape) or None,
         "voxel_size_um": cfg.voxel_size_um,
+        "channel_alignment": cfg.channel_alignment,
+        "ratio_normalization": cfg.ratio_normalization,
     }
     overrides.update(job_overrides)
     job = catalog_training_job(
@@ -347,7 +353,7 @@ def segment(
     out_dir: str | Path,
     *,
     catalog: str | Path | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     name: str | None = None,
     progress: bool = False,
     tta: bool = False,
@@ -366,8 +372,8 @@ def segment(
         ``<name>_overlay.png``.
     catalog : str or path, optional
         Catalog of the label priority (default ``organelles_v1``).
-    threshold : float
-        Probability threshold of binary nets.
+    threshold : float, optional
+        Probability threshold of every binary net; None = each bundle's own (chosen on validation).
     tta : bool
         Test-time augmentation of every network (8 views, 8x the time).
     alignment : {"auto", "none"} or (z, y, x)
