@@ -24,6 +24,7 @@ from stainfree.workflows.staining import (
     train,
     write_default_training_job,
 )
+from stainfree.workflows.timelapse import timelapse
 
 __all__ = [
     "catalog_training_job",
@@ -45,6 +46,7 @@ __all__ = [
     "simulate",
     "test_package",
     "simulate_clem",
+    "timelapse",
     "train",
     "train_catalog",
     "train_fgnet",

@@ -104,6 +104,14 @@ def simulate(
     gfp: Annotated[
         str | None, typer.Option("--gfp", help="Structure shown in an extra Nile Red 'gfp' channel.")
     ] = None,
+    events: Annotated[
+        tuple[int, int, int] | None,
+        typer.Option(
+            "--events",
+            help="Time-lapse events per field: FISSIONS FUSIONS CONTACTS (mitochondria; lipid droplet / "
+            "lysosome contacts), truth in field.json and events.csv; needs --n-frames >= 6.",
+        ),
+    ] = None,
 ) -> None:
     """Simulate digital cells: bright-field, fluorescence, Nile Red and exact 15-compartment masks."""
     from stainfree import api
@@ -116,6 +124,7 @@ def simulate(
         "microscope": microscope,
         "cell_shape": cell_shape,
         "gfp_structure": gfp,
+        "events": events,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     manifest = api.simulate(out_dir, config, progress=True, **overrides)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stainfree.config import SimulationConfig
+from stainfree.simulate.events import dump_config, plan_events
 from stainfree.simulate.geometry import PRIORITY, Scene, build_scene, rasterize
 from stainfree.simulate.motion import assign_motion, trajectories
 from stainfree.simulate.optics import (
@@ -223,7 +224,13 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
         scene, rng_motion, config.diffusion_um2_s, config.directed_speed_um_s, config.directed_fraction
     )
     traj = trajectories(scene, rng_motion, n_t, config.frame_interval_s)
-    frames = [rasterize(scene, traj[t] if n_t > 1 else None) for t in range(n_t)]
+    plan = None
+    if config.events is not None and n_t > 1:  # own stream: fields without events are unchanged
+        plan = plan_events(scene, traj, _rng(config.seed, index, 4), config.events, n_t)
+        frames = [rasterize(*plan.frame(t)) for t in range(n_t)]
+        scene = plan.scene
+    else:
+        frames = [rasterize(scene, traj[t] if n_t > 1 else None) for t in range(n_t)]
     lut, _ = _relabel(frames)
     frames = [(lab, lut[lab, inst]) for lab, inst in frames]
     owner = _owner_lut(scene, lut)
@@ -349,7 +356,7 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
         "seed": config.seed,
         "random_streams": "SeedSequence(seed, spawn_key=(field, k)); k: 0 geometry, 1 motion, 2 spectra, "
         "(3, t, channel) noise",
-        "parameters": config.model_dump(mode="json"),
+        "parameters": dump_config(config),
         "shape_zyx": list(shape),
         "n_frames": n_t,
         "frame_interval_s": config.frame_interval_s,
@@ -419,6 +426,9 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
         "n_cells": len(scene.cells_info),
         "objects": objects,
     }
+    if plan is not None:
+        metadata["events"] = plan.table(lut)
+        metadata["random_streams"] = f"{metadata['random_streams']}, 4 time-lapse events"
     components = {}
     if gfp_own:
         components["gfp_own"] = np.stack(gfp_own) if n_t > 1 else gfp_own[0]
