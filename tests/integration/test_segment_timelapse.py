@@ -94,3 +94,14 @@ def test_reads_and_writes_interleave(bundles):
     meta = ImageMeta(axes="CZYX", shape=img.shape[1:], dtype="float32", channel_names=("yellow", "red"))
     segment_series(find_bundles(bundles), read, 4, meta, write)
     assert log == [(k, t) for t in range(4) for k in ("read", "write")]  # one frame in memory at a time
+
+
+def test_timelapse_workflow_returns_tables_and_figures(tmp_path, bundles):
+    from stainfree import api
+
+    write_ome_tiff(tmp_path / "tl.ome.tif", series(t_n=3), "TCZYX", VOX, ["yellow", "red"])
+    res = api.timelapse(tmp_path / "tl.ome.tif", bundles, tmp_path / "run")
+    assert res["segmentation"]["masks"].is_file()
+    assert {"track_events", "event_rates", "contact_events", "objects"} <= set(res["tables"])
+    assert "event_rates.png" in res["figures"] and res["figures"]["event_rates.png"].is_file()
+    assert (tmp_path / "run" / "tracks" / "track_events.csv").is_file()

@@ -1,8 +1,9 @@
 """One simulated field: geometry -> motion -> label/instance maps -> bright-field, fluorescence, Nile Red.
 
 Randomness: field ``i`` of seed ``s`` draws from independent streams ``SeedSequence(s, spawn_key=(i, k))``
-for geometry (k=0), motion (1), Nile Red spectra (2) and the noise of frame t and channel c (3, t, c), so the
-same configuration gives the same arrays bit for bit, and changing the noise level leaves the geometry alone.
+for geometry (k=0), motion (1), Nile Red spectra (2), the noise of frame t and channel c (3, t, c) and
+time-lapse events (4, only when ``events`` is set; :mod:`stainfree.simulate.events`), so the same
+configuration gives the same arrays bit for bit, and changing the noise level leaves the geometry alone.
 """
 
 from __future__ import annotations
