@@ -25,6 +25,7 @@ Run: ``.venv/bin/python benchmarks/timelapse.py [--quick]`` (``--quick``: two sm
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import tempfile
@@ -152,7 +153,7 @@ def segmented_run(
     from stainfree.inference.segment_series import segment_frames
 
     train_cfg = SimulationConfig(
-        seed=cfg.seed + 100, n_fields=6, shape=cfg.shape, cells_per_field=cfg.cells_per_field
+        seed=cfg.seed + 100, n_fields=4, shape=cfg.shape, cells_per_field=cfg.cells_per_field
     )
     api.simulate(work / "train", train_cfg)
     paths = api.train_catalog(
@@ -178,8 +179,9 @@ def segmented_run(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="two small fields, true masks only (< 40 s)")
-    ap.add_argument("--steps", type=int, default=300, help="training steps of each segmentation network")
+    ap.add_argument("--steps", type=int, default=200, help="training steps of each segmentation network")
     args = ap.parse_args()
+    logging.getLogger("stainfree.inference.segment").setLevel(logging.ERROR)  # "no bundle segments ..." x 48
     t0 = time.perf_counter()
     cfg = sim_config(args.quick)
     fields, truths = [], []

@@ -40,3 +40,32 @@ def test_simulate_events_bad_count(tmp_path):
     result = CliRunner().invoke(app, ["simulate", str(tmp_path / "x"), "--events", "1", "-1", "0"])
     assert result.exit_code == 2
     assert "events" in result.output
+
+
+def test_cli_segment_time_lapse_then_quantify_the_folder(tmp_path):
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("torch")
+    from fakes import random_bundle
+    from stainfree.io.writers import write_ome_tiff
+
+    random_bundle(tmp_path / "b", "LD", "binary", ["lipid_droplet"], seed=4)
+    img = (np.random.default_rng(1).random((3, 2, 2, 24, 32)) * 100 + 10).astype(np.float32)
+    write_ome_tiff(tmp_path / "tl.ome.tif", img, "TCZYX", (0.5, 0.2, 0.2), ["yellow", "red"])
+    args = [
+        "segment",
+        str(tmp_path / "tl.ome.tif"),
+        "--bundles",
+        str(tmp_path / "b"),
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "masks_zarr:" in result.output
+    args = ["quantify", str(tmp_path / "s"), "--out", str(tmp_path / "q"), "--no-figures"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    objects = pd.read_csv(tmp_path / "q" / "objects.csv")
+    assert sorted(objects["frame"].unique()) == [0, 1, 2]

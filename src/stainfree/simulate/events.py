@@ -156,8 +156,9 @@ def plan_events(
     seeds = np.argwhere(room >= 0.6)
     tree_pts = [_points(ob) for ob in objects]
     drift = np.abs(traj).max(axis=(0, 2))
-    kinds = ["fission"] * counts[0] + ["fusion"] * counts[1] + ["contact"] * counts[2]
-    kinds = [kinds[k] for k in rng.permutation(len(kinds))]
+    # contacts first: they need the most room (a vesicle beside the tube)
+    split = ["fission"] * counts[0] + ["fusion"] * counts[1]
+    kinds = ["contact"] * counts[2] + [split[k] for k in rng.permutation(len(split))]
     sites: list[np.ndarray] = []
     removed: set[int] = set()
 
