@@ -11,7 +11,8 @@ quantified frame by frame (:func:`stainfree.quantify.run.quantify_source`) and t
   (centroids, gap closing, split / merge) -> ``laptrack_*``;
 * from SEGMENTED masks (full run only): MITO, LD and LYSO networks trained briefly with the catalog
   machinery (``train_catalog``) on static fields of the same simulator, the time-lapse segmented frame by
-  frame (:func:`stainfree.inference.segment_series.segment_series`) -> ``segmented_*`` (printed; no goal).
+  frame (:func:`stainfree.inference.segment_series.segment_series`) -> ``segmented_*`` (printed; no goal),
+  with each structure's pixel F1 over all frames (``segmented_<structure>_pixel_f1``) to explain them.
 
 Matching (:mod:`stainfree.evaluate.events`): same kind, frame +-1, within 1.5 um; contacts: same structure
 pair, start and end +-1 frame, vesicle within 1.5 um. Only contact events that start and end inside the
@@ -146,8 +147,9 @@ def instance_source(field):
 
 def segmented_run(
     cfg: SimulationConfig, fields: list, work: Path, steps: int
-) -> dict[str, list[pd.DataFrame]]:
-    """Train MITO / LD / LYSO briefly, segment every time-lapse frame by frame, detect events."""
+) -> tuple[dict[str, list[pd.DataFrame]], dict[str, float]]:
+    """Train MITO / LD / LYSO briefly, segment every time-lapse frame by frame, detect events; also the pixel
+    F1 of each structure's masks over all frames."""
     from stainfree import api
     from stainfree.inference.segment import find_bundles
     from stainfree.inference.segment_series import segment_frames
@@ -165,15 +167,21 @@ def segmented_run(
     )
     bundles = find_bundles(paths)
     found: dict[str, list[pd.DataFrame]] = {"fission": [], "fusion": [], "contact": []}
+    hits = {c: np.zeros(3) for c in STRUCTURES}  # true positives, predicted, true voxels
     for i, field in enumerate(fields):
         masks, _ = segment_frames(
             bundles, field.nilered.astype(np.float32), channel_names=field.nilered_names
         )
         keep = [COMPARTMENTS.index(c) for c in STRUCTURES]
+        for c in STRUCTURES:
+            pred = masks[:, COMPARTMENTS.index(c)] > 0
+            true = field.labels == COMPARTMENTS.index(c) + 1
+            hits[c] += [np.sum(pred & true), pred.sum(), true.sum()]
         src = load_masks(masks[:, keep], axes="TCZYX", names=list(STRUCTURES), kind="masks")
         for kind, df in detect(src, field.voxel_size_um, "overlap", i).items():
             found[kind].append(df)
-    return found
+    f1 = {f"segmented_{c}_pixel_f1": round(float(2 * h[0] / max(h[1] + h[2], 1)), 4) for c, h in hits.items()}
+    return found, f1
 
 
 def main() -> None:
@@ -182,7 +190,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="training steps of each segmentation network")
     args = ap.parse_args()
     logging.getLogger("stainfree.inference.segment").setLevel(logging.ERROR)  # "no bundle segments ..." x 48
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cfg = sim_config(args.quick)
     fields, truths = [], []
     found = {m: {"fission": [], "fusion": [], "contact": []} for m in ("overlap", "laptrack")}
@@ -207,16 +215,19 @@ def main() -> None:
     results.update(scores(truth, found["laptrack"], "laptrack_"))
     results["true_masks_seconds"] = round(time.perf_counter() - t0, 1)
     if not args.quick:
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         work = Path(tempfile.mkdtemp(prefix="stainfree_timelapse_"))
         try:
-            seg = segmented_run(cfg, fields, work, args.steps)
+            seg, f1 = segmented_run(cfg, fields, work, args.steps)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         results.update(scores(truth, seg, "segmented_"))
+        results.update(f1)
         results["segmented_training_steps"] = args.steps
         results["segmented_seconds"] = round(time.perf_counter() - t1, 1)
+        results["segmented_cpu_seconds"] = round(time.process_time() - c1, 1)
     results["seconds"] = round(time.perf_counter() - t0, 1)
+    results["cpu_seconds"] = round(time.process_time() - c0, 1)
     finish("timelapse", results, quick=args.quick)
 
 
