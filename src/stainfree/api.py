@@ -25,6 +25,7 @@ from stainfree.workflows.staining import (
     train,
     write_default_training_job,
 )
+from stainfree.workflows.timelapse import timelapse
 
 __all__ = [
     "catalog_training_job",
@@ -47,6 +48,7 @@ __all__ = [
     "simulate",
     "test_package",
     "simulate_clem",
+    "timelapse",
     "train",
     "train_catalog",
     "train_fgnet",

@@ -154,7 +154,8 @@ def quantify_cmd(
     masks: Annotated[
         str,
         typer.Argument(
-            help="Label map, 15-channel mask stack (stainfree segment), instance stack or simulator field."
+            help="Label map, 15-channel mask stack or output folder of stainfree segment (time-lapses too), "
+            "instance stack or simulator field."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for tables (CSV + Parquet) and figures.")],
@@ -182,7 +183,10 @@ def quantify_cmd(
     ] = None,
     link: Annotated[
         str | None,
-        typer.Option(help="Time-lapse linking: overlap (max IoU), centroid (nearest), id (persistent ids)."),
+        typer.Option(
+            help="Time-lapse linking: overlap (max IoU, fission / fusion from overlaps), centroid (nearest), "
+            "id (persistent ids), laptrack (gap closing, split / merge)."
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="QuantifyConfig YAML.")] = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Write tables only.")] = False,

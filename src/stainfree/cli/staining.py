@@ -113,6 +113,14 @@ def simulate(
             "telophase) or 'all'.",
         ),
     ] = None,
+    events: Annotated[
+        tuple[int, int, int] | None,
+        typer.Option(
+            "--events",
+            help="Time-lapse events per field: FISSIONS FUSIONS CONTACTS (mitochondria; lipid droplet / "
+            "lysosome contacts), truth in field.json and events.csv; needs --n-frames >= 6.",
+        ),
+    ] = None,
 ) -> None:
     """Simulate digital cells: bright-field, fluorescence, Nile Red and exact 15-compartment masks."""
     from stainfree import api
@@ -132,6 +140,7 @@ def simulate(
             if phases.strip() == "all"
             else [p.strip() for p in phases.split(",") if p.strip()]
         ),
+        "events": events,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     manifest = api.simulate(out_dir, config, progress=True, **overrides)

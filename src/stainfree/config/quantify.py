@@ -36,13 +36,36 @@ class QuantifyConfig(StrictModel):
         None, description="Structures to quantify (default: every structure of the input)."
     )
     frame_interval_s: float = Field(1.0, gt=0, description="Seconds between frames of a time-lapse.")
-    link_method: Literal["overlap", "centroid", "id"] = Field(
+    link_method: Literal["overlap", "centroid", "id", "laptrack"] = Field(
         "overlap",
-        description="Frame-to-frame linking: maximum voxel IoU, nearest centroid (Hungarian), or equal "
-        "instance ids (instance maps with persistent ids, e.g. simulator ground truth).",
+        description="Frame-to-frame linking: maximum voxel IoU (with fission / fusion from the overlaps), "
+        "nearest centroid (Hungarian), equal instance ids (instance maps with persistent ids, e.g. simulator "
+        "ground truth), or laptrack (centroids, gap closing, split / merge events).",
+    )
+    link_gap_frames: int = Field(
+        2, ge=0, le=10, description="Frames a track may skip ('laptrack' gap closing; 0 = none)."
+    )
+    event_min_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Fission / fusion ('overlap'): an object feeds one in the next frame when they share at "
+        "least this fraction of the smaller one's voxels.",
+    )
+    flicker_frames: int = Field(
+        2, ge=0, description="A fission undone by a fusion within this many frames is flicker: both dropped."
+    )
+    contact_max_gap_frames: int = Field(
+        1, ge=0, description="Contact events: runs separated by at most this many frames are one event."
+    )
+    contact_min_frames: int = Field(
+        1, ge=1, description="Contact events shorter than this many frames (start to end) are dropped."
     )
     link_max_distance_um: float = Field(
-        2.0, gt=0, description="Largest centroid displacement between frames linked ('centroid')."
+        2.0,
+        gt=0,
+        description="Largest centroid displacement between frames linked ('centroid', 'laptrack'; also a "
+        "laptrack split / merge).",
     )
     link_min_iou: float = Field(0.05, ge=0, le=1, description="Smallest IoU linked ('overlap').")
     surface_smoothing_voxels: float = Field(

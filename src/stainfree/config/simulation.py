@@ -94,6 +94,12 @@ class SimulationConfig(StrictModel):
         "from the field's random stream 5 and is drawn with that phase's changes (simulate/mitosis.py); "
         "the phase is in field.json. None: every cell in interphase (output unchanged).",
     )
+    events: tuple[int, int, int] | None = Field(
+        None,
+        description="Time-lapse events per field: (fissions, fusions, contacts) of mitochondria and "
+        "mitochondrion-lipid droplet / lysosome contacts at known frames (needs n_frames >= 6; truth in "
+        "field.json and events.csv); None plays none.",
+    )
     output_format: Literal["ome-tiff", "ome-zarr"] = Field("ome-tiff", description="Image file format.")
     val_fraction: float = Field(
         0.25, ge=0, lt=1, description="Fraction of fields marked 'val' in the manifest (the last ones)."
@@ -104,6 +110,13 @@ class SimulationConfig(StrictModel):
     def _shape_large_enough(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
         if v[0] < 8 or v[1] < 32 or v[2] < 32:
             raise ValueError(f"shape {v} too small: need at least (8, 32, 32)")
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _events_counts(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if v is not None and (min(v) < 0 or max(v) > 100):
+            raise ValueError(f"events {v} must be three counts between 0 and 100")
         return v
 
     @field_validator("cells_per_field")

@@ -35,6 +35,7 @@ __all__ = [
     "masks_from_output",
     "overlay_rgb",
     "segment",
+    "write_overlay",
     "write_segmentation",
 ]
 
@@ -323,12 +324,6 @@ def write_segmentation(
     dict
         ``{"masks": path, "labels": path, "ngff": path, "overlay": path}``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from stainfree.io.atomic import atomic_path
     from stainfree.io.writers import write_ome_tiff
 
     out = Path(out_dir)
@@ -360,6 +355,29 @@ def write_segmentation(
             properties={compartment_id(c): c for c in COMPARTMENTS},
         )
     paths["ngff"] = out / f"{name}.ome.zarr"
+    paths["overlay"] = write_overlay(out / f"{name}_overlay.png", m, lab, inten, priority)
+    return paths
+
+
+def write_overlay(
+    path: str | os.PathLike,
+    masks: np.ndarray,
+    labels: np.ndarray,
+    intensity: np.ndarray,
+    priority: Sequence[str] | None = None,
+) -> Path:
+    """The colour overlay PNG of one frame: left the z slice through the most cell interior, right the
+    maximum projection; intensity in grey, compartments in COMPARTMENT_COLORS, with a legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stainfree.io.atomic import atomic_path
+
+    m = np.asarray(masks, dtype=np.uint8)
+    lab = np.asarray(labels, dtype=np.uint8)
+    inten = np.asarray(intensity, dtype=np.float32).reshape(lab.shape)
     if priority is None:
         from stainfree.catalog import load_catalog
 
@@ -385,8 +403,7 @@ def write_segmentation(
     axes[2].legend(handles=handles, loc="center left", fontsize=7, frameon=False)
     axes[2].axis("off")
     fig.tight_layout()
-    with atomic_path(out / f"{name}_overlay.png") as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    paths["overlay"] = out / f"{name}_overlay.png"
-    return paths
+    return Path(path)

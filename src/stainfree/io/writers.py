@@ -312,15 +312,57 @@ class OmeZarrWriter:
         properties : dict, optional
             A name per label value, written as ``image-label`` properties (``class``).
         """
-        from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
-
-        axes = self.axes.replace("C", "")
         labels = np.asarray(labels)
         expected = tuple(s for a, s in zip(self.axes, self.array.shape, strict=True) if a != "C")
         if labels.shape != expected or labels.dtype.kind not in "ui":
             raise ValueError(
                 f"labels must be integers of shape {expected}, got {labels.dtype} {labels.shape}"
             )
+        arrays = self._label_arrays(name, labels.dtype, colors, properties, None, all_levels=True)
+        level = labels
+        for arr in arrays:
+            arr[...] = level
+            level = level[..., ::2, ::2]
+
+    def create_labels(
+        self,
+        name: str,
+        dtype: npt.DTypeLike,
+        *,
+        colors: dict[int, Sequence[int]] | None = None,
+        properties: dict[int, str] | None = None,
+        chunks: Sequence[int] | None = None,
+    ) -> Any:
+        """An empty NGFF label image ``labels/<name>`` to be filled block by block (e.g. frame by frame).
+
+        Only for single-resolution images (``n_scales=1``). Parameters as :meth:`add_labels`; ``chunks``
+        of the label array (default :func:`default_chunks`).
+
+        Returns
+        -------
+        zarr.Array
+            The full-resolution label array (the image's shape without C), zeros until written.
+        """
+        if len(self.levels) != 1:
+            raise ValueError("create_labels needs a single-resolution image (n_scales=1); use add_labels")
+        return self._label_arrays(name, np.dtype(dtype), colors, properties, chunks, all_levels=False)[0]
+
+    def _label_arrays(
+        self,
+        name: str,
+        dtype: np.dtype,
+        colors: dict[int, Sequence[int]] | None,
+        properties: dict[int, str] | None,
+        chunks: Sequence[int] | None,
+        *,
+        all_levels: bool,
+    ) -> list[Any]:
+        """Create the label group's arrays (one per level) and write its NGFF metadata."""
+        from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
+        axes = self.axes.replace("C", "")
+        if np.dtype(dtype).kind not in "ui":
+            raise ValueError(f"labels must be integers, got {dtype}")
         if colors and properties and set(colors) != set(properties):
             raise ValueError("labels: colours and properties must name the same label values (NGFF)")
         root = self._group.require_group("labels")
@@ -328,14 +370,13 @@ class OmeZarrWriter:
         kwargs: dict = {"dimension_names": [a.lower() for a in axes]}
         if self.ngff_version == "0.4":
             kwargs = {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
-        level = labels
-        datasets = []
-        for k in range(len(self.levels)):
-            chunks = tuple(
-                min(c, s) for c, s in zip(default_chunks(level.shape, axes), level.shape, strict=True)
+        shape = tuple(s for a, s in zip(self.axes, self.array.shape, strict=True) if a != "C")
+        arrays, datasets = [], []
+        for k in range(len(self.levels) if all_levels else 1):
+            level_chunks = tuple(
+                min(c, s) for c, s in zip(chunks or default_chunks(shape, axes), shape, strict=True)
             )
-            arr = group.create_array(str(k), shape=level.shape, dtype=level.dtype, chunks=chunks, **kwargs)
-            arr[...] = level
+            arrays.append(group.create_array(str(k), shape=shape, dtype=dtype, chunks=level_chunks, **kwargs))
             datasets.append(
                 {
                     "path": str(k),
@@ -344,7 +385,7 @@ class OmeZarrWriter:
                     ],
                 }
             )
-            level = level[..., ::2, ::2]
+            shape = (*shape[:-2], (shape[-2] + 1) // 2, (shape[-1] + 1) // 2)
         fmt = self._format()
         write_multiscales_metadata(
             group, datasets, fmt=fmt, axes=ngff_axes(axes, self.voxel_size_um), name=name
@@ -361,6 +402,7 @@ class OmeZarrWriter:
         if self.ngff_version == "0.5":  # ome-zarr leaves the version out of the labels group's ome block
             ome = root.attrs.get("ome")
             root.attrs["ome"] = {**(ome if isinstance(ome, dict) else {}), "version": "0.5"}
+        return arrays
 
     def finalize(self) -> Path:
         """Compute the pyramid, write the NGFF metadata and move the store to its path; returns the path."""

@@ -122,11 +122,52 @@ def _contacts_over_time(contacts: pd.DataFrame, frame_interval_s: float, path: P
     return _save(fig, path)
 
 
+def _event_rates(rates: pd.DataFrame, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    r = rates[rates["events"] > 0]
+    labels = [
+        f"{k}: {a}" if not b else f"{k}: {a}–{b}"
+        for k, a, b in r[["kind", "structure_a", "structure_b"]].itertuples(index=False)
+    ]
+    colours = {"fission": "tab:red", "fusion": "tab:blue", "contact": "tab:green"}
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.3 * max(len(r), 3)))
+    ax.barh(range(len(r)), r["events_per_min"], color=[colours.get(k, "0.5") for k in r["kind"]])
+    ax.set_yticks(range(len(r)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("events per minute")
+    ax.set_title("Event rates" if len(r) else "Event rates (no events)")
+    return _save(fig, path)
+
+
+def _contact_events_over_time(
+    events: pd.DataFrame, n_frames: int, dt: float, path: Path, top: int = 8
+) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pairs = events.groupby(["structure_a", "structure_b"]).size().sort_values(ascending=False)
+    frames = np.arange(n_frames)
+    for a, b in pairs.index[:top]:
+        sub = events[(events["structure_a"] == a) & (events["structure_b"] == b)]
+        on = (sub["start_frame"].to_numpy()[:, None] <= frames) & (
+            frames <= sub["end_frame"].to_numpy()[:, None]
+        )
+        ax.step(frames * dt, on.sum(axis=0), where="mid", label=f"{a}–{b}")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("ongoing contact events")
+    ax.set_title("Contact events over time")
+    if len(pairs):
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def write_figures(
     tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, *, frame_interval_s: float = 1.0
 ) -> dict[str, Path]:
     """Figures of the quantification tables: volume and count per structure, sphericity vs ratio, contact
-    matrix, and, for time-lapses, contacts over time. Returns ``{"<name>.png": path}``."""
+    matrix, and, for time-lapses, contacts over time, contact events over time and event rates. Returns
+    ``{"<name>.png": path}``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,4 +181,11 @@ def write_figures(
         paths["contacts_over_time.png"] = _contacts_over_time(
             tables["contacts"], frame_interval_s, out / "contacts_over_time.png"
         )
+        if "event_rates" in tables:
+            paths["event_rates.png"] = _event_rates(tables["event_rates"], out / "event_rates.png")
+        if "contact_events" in tables and "field" not in tables["contact_events"].columns:
+            n_frames = int(tables["contacts"]["frame"].max()) + 1
+            paths["contact_events_over_time.png"] = _contact_events_over_time(
+                tables["contact_events"], n_frames, frame_interval_s, out / "contact_events_over_time.png"
+            )
     return paths

@@ -29,6 +29,7 @@ __all__ = [
     "frame_interval_from_json",
     "load_frames_image",
     "load_masks",
+    "segment_masks_file",
     "voxel_size_from_json",
 ]
 
@@ -185,6 +186,19 @@ def field_files(folder: Path) -> dict[str, Path]:
     return {k: folder / v for k, v in names.items() if (folder / v).is_file()}
 
 
+def segment_masks_file(folder: str | os.PathLike) -> Path:
+    """The mask stack of a ``stainfree segment`` output folder: its one ``*_masks.ome.tif`` (else
+    ``*_masks.ome.zarr``)."""
+    folder = Path(folder)
+    for pattern in ("*_masks.ome.tif", "*_masks.ome.zarr"):
+        found = sorted(folder.glob(pattern))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise InputError(folder, f"{len(found)} segment outputs ({pattern}); pass one file")
+    raise InputError(folder, "no masks here (a simulator field folder or a segment output folder expected)")
+
+
 def _default_axes(shape: tuple[int, ...], names: Sequence[str] | None) -> str:
     nd = len(shape)
     if nd == 2:
@@ -283,7 +297,8 @@ def load_masks(
         compartment masks as written by ``stainfree segment``; a channel named "labels" is ignored), an
         instance stack (integer ids per channel, like the simulator's ``instances.ome.tif``), a simulator
         field folder (its ``instances.ome.tif``, else ``labels.ome.tif``; ``cells.ome.tif``,
-        ``nilered.ome.tif`` and the voxel size of ``field.json`` are picked up too), or an array.
+        ``nilered.ome.tif`` and the voxel size of ``field.json`` are picked up too), a ``stainfree segment``
+        output folder (its ``*_masks.ome.tif``; time-lapses too), or an array.
     axes : str, optional
         Axes of an array (default from its number of dimensions: YX, ZYX, CZYX when the first axis has one
         entry per name (15 by default) else TZYX, TCZYX).
@@ -314,6 +329,8 @@ def load_masks(
             voxel = voxel_size_from_json(extras["json"]) or voxel
     elif not path.exists() and "*" not in str(path):
         raise InputError(path, "masks not found")
+    elif path.is_dir() and not path.name.endswith(".zarr"):
+        image_path = segment_masks_file(path)
     else:
         image_path = path
     array, meta = read_image(image_path)

@@ -12,6 +12,13 @@ import pandas as pd
 
 from stainfree.errors import InputError
 from stainfree.quantify.contacts import contact_matrix, measure_contacts
+from stainfree.quantify.events import (
+    drop_flicker,
+    event_rates,
+    laptrack_tracks,
+    overlap_events,
+    track_events,
+)
 from stainfree.quantify.inputs import MaskSource
 from stainfree.quantify.maps import ObjectMap, derive_cells
 from stainfree.quantify.measure import measure_objects
@@ -37,6 +44,8 @@ TABLES: dict[str, str] = {
     "timeseries": "structures table with time_s and the total contact area of each structure",
     "links": "frame-to-frame object links (time-lapse only)",
     "contact_events": "contact events between tracks: start, end, duration in frames and seconds",
+    "track_events": "fission and fusion events: frame, structure, parent and child tracks, position",
+    "event_rates": "fission / fusion per structure and contact events per structure pair: counts, rates",
 }
 
 
@@ -114,7 +123,7 @@ def quantify_source(
     structures = cfg.structures
     names = tuple(structures) if structures else source.names
 
-    objects, cell_rows, contacts, obj_contacts, links = [], [], [], [], []
+    objects, cell_rows, contacts, obj_contacts, links, raw_events = [], [], [], [], [], []
     cells_volume: dict[int, float] = {}
     in_cells: list[pd.Series] = []
     prev_map, prev_objects = None, None
@@ -162,8 +171,10 @@ def quantify_source(
             c, oc = measure_contacts(omap, vox, distance_um=dist_um, frame=t)
             contacts.append(c)
             obj_contacts.append(oc)
-            if prev_map is not None and prev_objects is not None:
+            if prev_map is not None and prev_objects is not None and cfg.link_method != "laptrack":
                 overlaps = frame_overlaps(prev_map, omap) if cfg.link_method == "overlap" else None
+                if overlaps is not None:
+                    raw_events.append(overlap_events(overlaps, t, min_fraction=cfg.event_min_fraction))
                 links.append(
                     link_frames(
                         prev_objects,
@@ -199,15 +210,32 @@ def quantify_source(
             {"frame": "int64", "structure": object, "object_id": "int64", "next_object_id": "int64"}
         )
     )
-    if n_t > 1:
-        objects_df = assign_tracks(objects_df, links_df)
-        events = contact_events(
-            obj_contacts_df, objects_df, frame_interval_s=cfg.frame_interval_s, frames=range(n_t)
+    if n_t > 1 and cfg.link_method == "laptrack":
+        objects_df, laptrack_links, tev = laptrack_tracks(
+            objects_df,
+            max_distance_um=cfg.link_max_distance_um,
+            gap_frames=cfg.link_gap_frames,
+            frame_interval_s=cfg.frame_interval_s,
         )
+        links_df = laptrack_links.astype(links_df.dtypes.to_dict()) if len(laptrack_links) else links_df
+    elif n_t > 1:
+        objects_df = assign_tracks(objects_df, links_df)
+        raw = pd.concat(raw_events, ignore_index=True) if raw_events else pd.DataFrame()
+        tev = track_events(raw, objects_df, cfg.frame_interval_s)
     else:
         objects_df = objects_df.reset_index(drop=True)
         objects_df["track_id"] = np.arange(1, len(objects_df) + 1, dtype=np.int64)
-        events = contact_events(obj_contacts_df.iloc[:0], objects_df)
+        tev = track_events(pd.DataFrame(), objects_df)
+    tev = drop_flicker(tev, cfg.flicker_frames)
+    events = contact_events(
+        obj_contacts_df if n_t > 1 else obj_contacts_df.iloc[:0],
+        objects_df,
+        frame_interval_s=cfg.frame_interval_s,
+        frames=range(n_t),
+        max_gap_frames=cfg.contact_max_gap_frames,
+        min_frames=cfg.contact_min_frames,
+    )
+    rates = event_rates(tev, events, objects_df, n_t, cfg.frame_interval_s)
 
     other = contacts_df[contacts_df["structure_a"] != contacts_df["structure_b"]]
     contact_total = other.groupby(["frame", "structure_a"])["contact_area_um2"].sum()
@@ -228,4 +256,6 @@ def quantify_source(
         "timeseries": ts,
         "links": links_df,
         "contact_events": events,
+        "track_events": tev,
+        "event_rates": rates,
     }

@@ -60,7 +60,8 @@ def frame_overlaps(before: ObjectMap, after: ObjectMap) -> pd.DataFrame:
     -------
     DataFrame
         Columns ``structure``, ``object_id`` (in ``before``), ``next_object_id`` (in ``after``),
-        ``intersection``, ``iou``; one row per overlapping pair.
+        ``intersection``, ``iou``, ``voxels_a``, ``voxels_b`` (the two objects' sizes); one row per
+        overlapping pair.
     """
     if before.shape != after.shape:
         raise ValueError(f"frames differ in shape: {before.shape} vs {after.shape}")
@@ -75,10 +76,11 @@ def frame_overlaps(before: ObjectMap, after: ObjectMap) -> pd.DataFrame:
                 c, k = np.unique(la[m].astype(np.int64) * n1 + lb[m], return_counts=True)
                 codes.append(c)
                 inter.append(k)
-    cols = ["structure", "object_id", "next_object_id", "intersection", "iou"]
+    cols = ["structure", "object_id", "next_object_id", "intersection", "iou", "voxels_a", "voxels_b"]
     if not codes:
+        ints = ("object_id", "next_object_id", "intersection", "voxels_a", "voxels_b")
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols}).astype(
-            {"structure": object, "object_id": "int64", "next_object_id": "int64", "intersection": "int64"}
+            {"structure": object, **dict.fromkeys(ints, "int64")}
         )
     code = np.concatenate(codes)
     k = np.concatenate(inter)
@@ -101,6 +103,8 @@ def frame_overlaps(before: ObjectMap, after: ObjectMap) -> pd.DataFrame:
             "next_object_id": after.local_id[gb].astype(np.int64),
             "intersection": k.astype(np.int64),
             "iou": iou,
+            "voxels_a": ca[ga].astype(np.int64),
+            "voxels_b": cb[gb].astype(np.int64),
         }
     )
 
@@ -235,8 +239,13 @@ def contact_events(
     *,
     frame_interval_s: float = 1.0,
     frames: Sequence[int] | None = None,
+    max_gap_frames: int = 0,
+    min_frames: int = 1,
 ) -> pd.DataFrame:
     """Contact events between tracks: maximal runs of consecutive frames in contact.
+
+    Runs separated by at most ``max_gap_frames`` frames without contact are one event (the gap counts in
+    its duration); events shorter than ``min_frames`` frames are dropped.
 
     Parameters
     ----------
@@ -249,6 +258,10 @@ def contact_events(
         Time between frames in seconds.
     frames : sequence of int, optional
         All frames of the recording (default: those in ``tracked``), for the open-start / open-end flags.
+    max_gap_frames : int
+        Longest gap bridged.
+    min_frames : int
+        Shortest event kept (frames from start to end).
 
     Returns
     -------
@@ -293,7 +306,7 @@ def contact_events(
         | (df["structure_a"] != df["structure_a"].shift())
         | (df["structure_b"] != df["structure_b"].shift())
     )
-    gap = df["frame"] - df["frame"].shift() != 1
+    gap = df["frame"] - df["frame"].shift() > 1 + max(0, int(max_gap_frames))
     df["event"] = (pair_change | gap).cumsum()
     g = df.groupby("event", sort=False)
     ev = g.agg(
@@ -305,6 +318,9 @@ def contact_events(
         end_frame=("frame", "max"),
     ).reset_index(drop=True)
     ev["duration_frames"] = ev["end_frame"] - ev["start_frame"] + 1
+    ev = ev[ev["duration_frames"] >= min_frames]
+    if ev.empty:
+        return empty
     ev["start_s"] = ev["start_frame"] * float(frame_interval_s)
     ev["end_s"] = (ev["end_frame"] + 1) * float(frame_interval_s)
     ev["duration_s"] = ev["duration_frames"] * float(frame_interval_s)

@@ -25,6 +25,7 @@ import pandas as pd
 from stainfree.config import SimulationConfig
 from stainfree.errors import InputError
 from stainfree.io.writers import write_json, write_ome_tiff, write_ome_zarr, write_table
+from stainfree.simulate.events import EVENT_COLUMNS, dump_config
 from stainfree.simulate.field import SimulatedField, resolve_microscope, simulate_field
 from stainfree.simulate.geometry import PRIORITY
 from stainfree.simulate.spectra import nilered_table
@@ -68,6 +69,9 @@ def write_field(
             write_ome_zarr(path, array, axes, sim.voxel_size_um, _channel_names(sim, name))
         files[name] = path.name
     meta = dict(sim.metadata)
+    if "events" in meta:  # time-lapse events played (simulate/events.py): truth as a table too
+        write_table(folder / "events.csv", pd.DataFrame(meta["events"], columns=list(EVENT_COLUMNS)))
+        files["events"] = "events.csv"
     meta["files"] = files
     write_json(folder / "field.json", meta)
     files["json"] = "field.json"
@@ -106,7 +110,7 @@ def write_dataset(
     write_json(
         out / "simulation.json",
         {
-            "config": config.model_dump(mode="json", exclude=None if config.phases else {"phases"}),
+            "config": dump_config(config),
             "microscope": {k: (list(v) if isinstance(v, tuple) else v) for k, v in prof.items()},
             "compartments": list(COMPARTMENTS),
             "label_priority": list(PRIORITY),

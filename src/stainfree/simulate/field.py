@@ -1,8 +1,10 @@
 """One simulated field: geometry -> motion -> label/instance maps -> bright-field, fluorescence, Nile Red.
 
 Randomness: field ``i`` of seed ``s`` draws from independent streams ``SeedSequence(s, spawn_key=(i, k))``
-for geometry (k=0), motion (1), Nile Red spectra (2) and the noise of frame t and channel c (3, t, c), so the
-same configuration gives the same arrays bit for bit, and changing the noise level leaves the geometry alone.
+for geometry (k=0), motion (1), Nile Red spectra (2), the noise of frame t and channel c (3, t, c) and
+time-lapse events (4, only when ``events`` is set; :mod:`stainfree.simulate.events`) and mitotic phases
+(5, only when ``phases`` is set; :mod:`stainfree.simulate.mitosis`), so the same
+configuration gives the same arrays bit for bit, and changing the noise level leaves the geometry alone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stainfree.config import SimulationConfig
+from stainfree.simulate.events import dump_config, plan_events
 from stainfree.simulate.geometry import PRIORITY, Scene, build_scene, rasterize
 from stainfree.simulate.motion import assign_motion, trajectories
 from stainfree.simulate.optics import (
@@ -228,7 +231,13 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
         scene, rng_motion, config.diffusion_um2_s, config.directed_speed_um_s, config.directed_fraction
     )
     traj = trajectories(scene, rng_motion, n_t, config.frame_interval_s)
-    frames = [rasterize(scene, traj[t] if n_t > 1 else None) for t in range(n_t)]
+    plan = None
+    if config.events is not None and n_t > 1:  # own stream: fields without events are unchanged
+        plan = plan_events(scene, traj, _rng(config.seed, index, 4), config.events, n_t)
+        frames = [rasterize(*plan.frame(t)) for t in range(n_t)]
+        scene = plan.scene
+    else:
+        frames = [rasterize(scene, traj[t] if n_t > 1 else None) for t in range(n_t)]
     lut, _ = _relabel(frames)
     frames = [(lab, lut[lab, inst]) for lab, inst in frames]
     owner = _owner_lut(scene, lut)
@@ -362,7 +371,7 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
         "seed": config.seed,
         "random_streams": "SeedSequence(seed, spawn_key=(field, k)); k: 0 geometry, 1 motion, 2 spectra, "
         "(3, t, channel) noise",
-        "parameters": config.model_dump(mode="json", exclude=None if config.phases else {"phases"}),
+        "parameters": dump_config(config),
         "shape_zyx": list(shape),
         "n_frames": n_t,
         "frame_interval_s": config.frame_interval_s,
@@ -435,6 +444,9 @@ def simulate_field(config: SimulationConfig, index: int, scene: Scene | None = N
     }
     if mitosis is not None:
         metadata["mitosis"] = mitosis
+    if plan is not None:
+        metadata["events"] = plan.table(lut)
+        metadata["random_streams"] = f"{metadata['random_streams']}, 4 time-lapse events"
     components = {}
     if gfp_own:
         components["gfp_own"] = np.stack(gfp_own) if n_t > 1 else gfp_own[0]

@@ -10,6 +10,7 @@
 - :mod:`~stainfree.workflows.finetune`: ``fine_tune`` (any bundle, on the user's own images)
 - :mod:`~stainfree.workflows.export`: ``export_model``, ``test_package`` (bioimage.io, ONNX)
 - :mod:`~stainfree.workflows.quantify`: ``quantify``
+- :mod:`~stainfree.workflows.timelapse`: ``timelapse`` (segment a time-lapse frame by frame, then track it)
 - :mod:`~stainfree.workflows.register`: cross-modal registration (``register``, ``simulate_clem``)
 
 Each function wires the lower layers together and returns paths or tables. Heavy libraries (torch, pandas,

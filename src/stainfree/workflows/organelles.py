@@ -359,7 +359,10 @@ def segment(
     tta: bool = False,
     alignment: str | tuple[float, float, float] = "auto",
 ) -> dict[str, Path]:
-    """Segment the 15 compartments of one Nile Red image with the catalog's bundles.
+    """Segment the 15 compartments of one Nile Red image (or time-lapse) with the catalog's bundles.
+
+    A time-lapse (T x C x Z x Y x X) is read lazily and segmented one frame at a time
+    (:func:`stainfree.workflows.timelapse.segment_series_files`): the outputs get a leading T axis.
 
     Parameters
     ----------
@@ -398,6 +401,21 @@ def segment(
     from stainfree.lock import output_lock
 
     with output_lock(out_dir):  # held from the start: a second run on this folder is refused at once
+        _, peek = read_image(nilered_image, intensities=True, lazy=True)
+        if "T" in peek.axes:  # a time-lapse: frame by frame, bounded memory
+            from stainfree.workflows.timelapse import segment_series_files
+
+            return segment_series_files(
+                nilered_image,
+                bundles,
+                out_dir,
+                catalog=catalog,
+                threshold=threshold,
+                name=name,
+                progress=progress,
+                tta=tta,
+                alignment=alignment,
+            )
         arr, meta = read_image(nilered_image, intensities=True)
         czyx = np.asarray(as_czyx(np.asarray(arr), meta.axes))
         if czyx.shape[0] < 2:
