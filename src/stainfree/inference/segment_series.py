@@ -27,7 +27,7 @@ def segment_frame(
     meta: ImageMeta,
     *,
     catalog: str | os.PathLike | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     tta: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment one time point.
@@ -58,7 +58,7 @@ def segment_series(
     write_frame: Callable[[int, np.ndarray, np.ndarray, np.ndarray], None],
     *,
     catalog: str | os.PathLike | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     tta: bool = False,
     source: str | os.PathLike = "time-lapse",
     progress: Callable[[int, int], None] | None = None,
@@ -106,7 +106,7 @@ def segment_frames(
     channel_names: Sequence[str] = ("yellow", "red"),
     voxel_size_um: tuple[float | None, float | None, float | None] = (None, None, None),
     catalog: str | os.PathLike | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment every frame of a (T, C, Z, Y, X) array in memory.
 

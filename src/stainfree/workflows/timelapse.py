@@ -21,7 +21,7 @@ def segment_series_files(
     out_dir: str | Path,
     *,
     catalog: str | Path | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     name: str | None = None,
     progress: bool = False,
     tta: bool = False,
@@ -154,7 +154,7 @@ def timelapse(
     *,
     config: QuantifyConfig | str | Path | None = None,
     catalog: str | Path | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     name: str | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
