@@ -10,6 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from stainfree.cli import app
+from stainfree.io.movie import movie_frame_count
 
 TINY = {
     "n_fields": 3,
@@ -21,6 +22,8 @@ TINY = {
     "batch_size": 2,
     "organelle_nets": ["LD"],
     "organelle_steps": 3,
+    "timelapse_frames": 6,
+    "timelapse_shape": [8, 48, 48],
 }
 
 
@@ -34,9 +37,21 @@ def test_demo_writes_report_with_every_step(tmp_path, monkeypatch):
     assert report.is_file() and "report.html" in result.output
     html = report.read_text()
     titles = re.findall(r"<h2>(.*?)</h2>", html)
-    expected = ["The digital cell", "Virtual staining", "Organelles from one dye", "Quantification", "Run"]
-    assert titles == expected
-    assert html.count("<img") >= 6  # montage, merge, slices, r box plot, overlay, scores, quantification
+    expected = ["The digital cell", "Virtual staining", "Organelles from one dye", "Quantification"]
+    assert titles == [*expected, "Live-cell anatomy over time", "Run"]
+    assert (
+        html.count("<img") >= 7
+    )  # montage, merge, slices, r box plot, overlay, scores, quantification, composite
+    assert html.count('<source type="video/mp4" src="data:video/mp4;base64,') == 1  # the multi-colour movie
+
+    timelapse = out / "timelapse"
+    movie = timelapse / "colour" / "movie.mp4"
+    assert movie_frame_count(movie) == 6
+    masks = timelapse / "segmentation" / "timelapse_masks.ome.tif"
+    from stainfree.io.readers import read_image
+
+    arr, meta = read_image(masks)
+    assert meta.axes.startswith("T") and arr.shape[0] == 6  # segmented frame by frame
 
     staining = pd.read_csv(out / "evaluation" / "evaluation.csv")
     assert set(staining["structure"]) == {"dna", "membrane"}

@@ -50,3 +50,16 @@ class DemoConfig(StrictModel):
         "networks run fastest on one thread; on a busy small machine several can be many times slower.",
     )
     quantify: bool = Field(True, description="Quantify the segmented (and the true) organelles.")
+    timelapse_frames: int = Field(
+        6,
+        ge=0,
+        description="Frames of the demo's simulated time-lapse, segmented by the organelle networks, tracked "
+        "(fission, fusion, contact events) and shown as an in-silico multi-colour movie (0: skip; 6 or more "
+        "for events).",
+    )
+    timelapse_shape: tuple[int, int, int] = Field(
+        (16, 96, 96), description="Size (z, y, x) in voxels of the time-lapse field."
+    )
+    timelapse_events: tuple[int, int, int] = Field(
+        (2, 2, 2), description="Mitochondrial fissions, fusions and organelle contacts in the time-lapse."
+    )

@@ -222,6 +222,7 @@ def segment(
     roi_size: Sequence[int] | None = None,
     progress: bool = False,
     tta: bool = False,
+    quiet: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the catalog networks on one Nile Red image.
 
@@ -246,6 +247,8 @@ def segment(
         Show a progress bar over networks.
     tta : bool
         Test-time augmentation: each network's logits are averaged over the 8 flipped and turned Y-X views.
+    quiet : bool
+        Do not log the compartments no bundle segments (the frames after the first of a time-lapse).
 
     Returns
     -------
@@ -284,7 +287,7 @@ def segment(
             covered[name] = cfg.name
             masks[compartment_id(name) - 1] |= mask.reshape(image.shape[1:])
     missing = [c for c in COMPARTMENTS if c not in covered]
-    if missing:
+    if missing and not quiet:
         log.warning("no bundle segments %s; their masks are empty", ", ".join(missing))
     return masks, label_map_from_masks(masks, cat.label_priority)
 

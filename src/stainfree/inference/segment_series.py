@@ -29,6 +29,7 @@ def segment_frame(
     catalog: str | os.PathLike | None = None,
     threshold: float | None = None,
     tta: bool = False,
+    quiet: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment one time point.
 
@@ -40,14 +41,14 @@ def segment_frame(
         (C, Z, Y, X) Nile Red frame.
     meta : ImageMeta
         Axes ``"CZYX"``, channel names, voxel size.
-    catalog, threshold, tta : as :func:`stainfree.inference.segment.segment`.
+    catalog, threshold, tta, quiet : as :func:`stainfree.inference.segment.segment`.
 
     Returns
     -------
     masks : ndarray of uint8, (15, Z, Y, X)
     labels : ndarray of uint8, (Z, Y, X)
     """
-    return segment(list(bundles), frame, meta, catalog=catalog, threshold=threshold, tta=tta)
+    return segment(list(bundles), frame, meta, catalog=catalog, threshold=threshold, tta=tta, quiet=quiet)
 
 
 def segment_series(
@@ -93,7 +94,9 @@ def segment_series(
         frame = np.asarray(read_frame(t))
         if frame.dtype.kind == "f" and not np.isfinite(frame).all():
             raise InputError(source, f"time point {t}: NaN or infinite values")
-        masks, labels = segment_frame(bundles, frame, meta, catalog=catalog, threshold=threshold, tta=tta)
+        masks, labels = segment_frame(  # compartments no bundle covers: said once, for the first frame
+            bundles, frame, meta, catalog=catalog, threshold=threshold, tta=tta, quiet=t > 0
+        )
         write_frame(t, frame, masks, labels)
         if progress is not None:
             progress(t + 1, n_frames)

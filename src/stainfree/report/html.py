@@ -20,7 +20,7 @@ h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;font-size:0.9em;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f0f0f0}
-img{max-width:100%;margin:0.5em 0;border:1px solid #ddd}
+img,video{max-width:100%;margin:0.5em 0;border:1px solid #ddd}
 .note{color:#666;font-size:0.9em}
 """
 
@@ -39,17 +39,32 @@ class Section:
         PNG files to embed, in order.
     tables : list of (caption, DataFrame)
         Tables to render.
+    movies : list of path-like
+        MP4 movies (embedded as looping HTML5 video, which plays in a browser) or GIFs, after the figures.
     """
 
     title: str
     text: str = ""
     figures: Sequence[str | os.PathLike] = field(default_factory=list)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    movies: Sequence[str | os.PathLike] = field(default_factory=list)
 
 
 def _img(path: str | os.PathLike) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(Path(path).name)}" src="data:image/png;base64,{data}"></figure>'
+    mime = "image/gif" if Path(path).suffix.lower() == ".gif" else "image/png"
+    return f'<figure><img alt="{html.escape(Path(path).name)}" src="data:{mime};base64,{data}"></figure>'
+
+
+def _movie(path: str | os.PathLike) -> str:
+    """An MP4 as an embedded, looping, muted HTML5 video (a GIF as an image)."""
+    if Path(path).suffix.lower() != ".mp4":
+        return _img(path)
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (
+        f'<figure><video controls autoplay loop muted playsinline title="{html.escape(Path(path).name)}">'
+        f'<source type="video/mp4" src="data:video/mp4;base64,{data}"></video></figure>'
+    )
 
 
 def render_html(title: str, sections: Sequence[Section], footer: str = "") -> str:
@@ -66,6 +81,7 @@ def render_html(title: str, sections: Sequence[Section], footer: str = "") -> st
             parts.append(f"<p class='note'>{html.escape(caption)}</p>")
             parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0))
         parts.extend(_img(f) for f in sec.figures)
+        parts.extend(_movie(m) for m in sec.movies)
     if footer:
         parts.append(f"<hr><p class='note'>{html.escape(footer)}</p>")
     parts.append("</body></html>")
