@@ -37,8 +37,9 @@ def axis_plan(length: int, tile: int, overlap: float, divisor: int = 1) -> tuple
 
     Windows of ``tile`` to ``tile + ceil(overlap * tile)`` voxels (multiples of ``divisor``) that share at
     least ``ceil(overlap * tile)`` voxels with each neighbour, evenly spaced from 0 to ``length``; the size
-    whose windows process the fewest voxels in all is chosen (the larger on a tie). An axis no longer than
-    one window gets one window of ``length`` rounded up to ``divisor`` (the caller pads).
+    whose windows process the fewest voxels in all is chosen (on a tie: one that needs no padding, then the
+    larger). An axis no longer than one window gets one window of ``length`` rounded up to ``divisor`` (the
+    caller pads).
 
     Parameters
     ----------
@@ -62,18 +63,18 @@ def axis_plan(length: int, tile: int, overlap: float, divisor: int = 1) -> tuple
     if length <= tile:
         return _round_up(length, divisor), [0]
     shared = int(math.ceil(overlap * tile))
-    best: tuple[int, int, int] | None = None  # (voxels processed, -size, count)
+    best: tuple[int, bool, int, int] | None = None  # (voxels processed, padded, -size, count)
     for size in range(tile, _round_up(tile + shared, divisor) + 1, divisor):
         if size <= shared:
             continue
         count = max(2, int(math.ceil((length - shared) / (size - shared))))
         if size >= length:
             count = 1
-        key = (count * size, -size, count)
+        key = (count * size, size > length, -size, count)
         if best is None or key < best:
             best = key
     assert best is not None
-    size, count = -best[1], best[2]
+    size, count = -best[2], best[3]
     if count == 1:
         return _round_up(length, divisor), [0]
     span = length - size
