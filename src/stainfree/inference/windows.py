@@ -36,7 +36,8 @@ def axis_plan(length: int, tile: int, overlap: float, divisor: int = 1) -> tuple
     """Windows along one axis: their common size and their starts.
 
     Windows of ``tile`` to ``tile + ceil(overlap * tile)`` voxels (multiples of ``divisor``) that share at
-    least ``ceil(overlap * tile)`` voxels with each neighbour, evenly spaced from 0 to ``length``; the size
+    least ``ceil(overlap * tile)`` voxels with each neighbour, evenly spaced from 0 to ``length`` on multiples
+    of ``divisor`` where that keeps the overlap (the last flush with the end); the size
     whose windows process the fewest voxels in all is chosen (on a tie: one that needs no padding, then the
     larger). An axis no longer than one window gets one window of ``length`` rounded up to ``divisor`` (the
     caller pads).
@@ -78,6 +79,13 @@ def axis_plan(length: int, tile: int, overlap: float, divisor: int = 1) -> tuple
     if count == 1:
         return _round_up(length, divisor), [0]
     span = length - size
+    # starts on multiples of the divisor (the last flush with the end): a U-Net that halves every axis
+    # computes the same function on a window only when its pooling grid lines up with its neighbours'; one
+    # more window where rounding would leave neighbours sharing less than the overlap
+    for n in range(count, count + 4):
+        starts = [int(round(i * span / (n - 1) / divisor)) * divisor for i in range(n - 1)] + [span]
+        if all(a + size - b >= min(shared, size // 2) for a, b in itertools.pairwise(starts)):
+            return size, starts
     return size, [int(round(i * span / (count - 1))) for i in range(count)]
 
 
