@@ -23,8 +23,9 @@ def _pairs(n=3, shape=(1, 16, 32, 32), seed=0):
 
 def _job(out, *, steps=10, dims=3, **train):
     """A tiny job with the plain mechanics these tests check (no weight averaging, constant learning rate,
-    no augmentation unless asked, selection on val_loss, validation on the training images); the
-    little-data recipe's defaults are tested in test_recipe.py."""
+    no augmentation unless asked, selection on val_loss, validation on the training images, float32: 'auto'
+    is bf16-mixed on a CPU that computes bf16 natively); the little-data recipe's defaults are tested in
+    test_recipe.py."""
     patch = [8, 16, 16] if dims == 3 else [16, 16]
     kw = {
         "max_steps": steps,
@@ -38,6 +39,7 @@ def _job(out, *, steps=10, dims=3, **train):
         "gradient_clip": None,
         "monitor": "val_loss",
         "augment": AugmentConfig(enabled=False),
+        "precision": "32",
         **train,
     }
     return TrainingJob(

@@ -135,3 +135,10 @@ def test_validation_falls_back_from_regions_to_whole_images_to_training_images()
     assert rec["mode"] == "train" and val.sources == train.sources
     _, val, _, rec = split_for_validation(job, images(6, (1, 256, 256)), ["train"] * 6, patch)
     assert rec["mode"] == "images" and len(val) == 1
+
+
+def test_auto_precision_is_bf16_mixed_where_the_device_computes_bf16():
+    job = TrainingJob()
+    assert fill_settings(job, [(32, 256, 256)], gpu=False, bf16=True).train.precision == "bf16-mixed"
+    assert fill_settings(job, [(32, 256, 256)], gpu=False, bf16=False).train.precision == "32"
+    assert fill_settings(job, [(32, 256, 256)], gpu=True, bf16=True).train.precision == "bf16-mixed"

@@ -256,9 +256,16 @@ def predict_cmd(
     ] = None,
     overlap: Annotated[
         float, typer.Option("--overlap", help="Fraction of a tile shared with neighbours.")
-    ] = 0.25,
+    ] = 0.1875,
     bf16: Annotated[
-        bool, typer.Option("--bf16", help="bfloat16 autocast (faster on recent GPUs/CPUs).")
+        bool | None,
+        typer.Option(
+            "--bf16/--fp32",
+            help="bfloat16 autocast or float32; default: bf16 where the GPU/CPU computes it natively.",
+        ),
+    ] = None,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the network (eager if compiling fails).")
     ] = False,
     device: Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1.")] = "cpu",
     batch: Annotated[int, typer.Option("--batch", help="Tiles per forward pass.")] = 1,
@@ -290,6 +297,7 @@ def predict_cmd(
         progress=not quiet,
         tta=tta,
         uncertainty=uncertainty,
+        compile=compile,
     )
     for path in written.values():
         typer.echo(str(path))

@@ -331,8 +331,9 @@ class TrainConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
     precision: Literal["auto", "32", "bf16-mixed"] = Field(
         "auto",
-        description="Numerical precision: 'auto' is bf16 mixed precision on a GPU that supports it "
-        "(weights and the average stay float32), 32-bit otherwise.",
+        description="Numerical precision: 'auto' is bf16 mixed precision where the device computes bf16 "
+        "natively (a GPU that supports it; a CPU with AVX512-BF16 or AMX; weights and the average stay "
+        "float32), 32-bit otherwise.",
     )
     accelerator: str = Field("auto", description="Lightning accelerator ('cpu', 'gpu', 'auto').")
     devices: int | str | list[int] = Field("auto", description="Lightning devices.")
@@ -496,9 +497,16 @@ class PredictConfig(StrictModel):
         description="Tile (z, y, x) or (y, x); rounded up to what the network needs. None = the training "
         "patch or 32x128x128 (3D) / 256x256 (2D), whichever is larger.",
     )
-    overlap: float = Field(0.25, ge=0.0, lt=1.0, description="Fraction of a tile shared with its neighbours.")
-    sw_batch_size: int = Field(1, ge=1, description="Tiles per forward pass.")
-    bf16: bool = Field(False, description="bfloat16 autocast for the network (output stays float32).")
+    overlap: float = Field(
+        0.1875, ge=0.0, lt=1.0, description="Fraction of a tile shared with its neighbours (3/16)."
+    )
+    sw_batch_size: int = Field(1, ge=1, description="Windows per forward pass.")
+    bf16: bool | None = Field(
+        None,
+        description="bfloat16 autocast for the network (output stays float32); None = on where the device "
+        "computes bf16 natively (a recent GPU; a CPU with AVX512-BF16 or AMX), else float32.",
+    )
+    compile: bool = Field(False, description="Run the network through torch.compile (eager if that fails).")
     device: str = Field("cpu", description="Torch device of the network ('cpu', 'cuda', 'cuda:1').")
     tta: bool = Field(
         False,

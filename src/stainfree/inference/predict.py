@@ -23,10 +23,12 @@ from stainfree.inference.tiling import (
     model_divisor,
     predict_array,
 )
+from stainfree.inference.windows import DEFAULT_OVERLAP
 from stainfree.types import ImageMeta
 
 __all__ = [
     "DEFAULT_BLOCK_VOXELS",
+    "DEFAULT_OVERLAP",
     "default_roi_size",
     "gaussian_weights",
     "model_divisor",
@@ -99,13 +101,14 @@ def predict_with_bundle(
     meta: ImageMeta | None = None,
     *,
     roi_size: Sequence[int] | int | None = None,
-    overlap: float = 0.25,
+    overlap: float = DEFAULT_OVERLAP,
     sw_batch_size: int = 1,
     bf16: bool = False,
     device: str = "cpu",
     progress: bool = False,
     tta: bool = False,
     uncertainty: bool = False,
+    compile: bool = False,
 ) -> tuple[np.ndarray, ImageMeta]:
     """Predict an image with a model bundle, exactly as the model saw its training data.
 
@@ -123,7 +126,7 @@ def predict_with_bundle(
         ``YX``, ``ZYX``, ``CZYX``, ``TCZYX``.
     meta : ImageMeta, optional
         Axes, channel names (for channel selection by name) and voxel size (for resampling).
-    roi_size, overlap, sw_batch_size, bf16, device, progress, tta, uncertainty
+    roi_size, overlap, sw_batch_size, bf16, device, progress, tta, uncertainty, compile
         See :func:`predict_array`; the tile defaults to :func:`default_bundle_roi`.
 
     Returns
@@ -166,6 +169,7 @@ def predict_with_bundle(
                 progress=progress,
                 tta=tta,
                 uncertainty=uncertainty and tta,
+                compile=compile,
             )
         )
     pred = np.stack(results) if has_t else results[0]
@@ -248,7 +252,7 @@ def predict_file(
     output_path: str | os.PathLike,
     *,
     roi_size: Sequence[int] | int | None = None,
-    overlap: float = 0.25,
+    overlap: float = DEFAULT_OVERLAP,
     sw_batch_size: int = 1,
     bf16: bool = False,
     device: str = "cpu",
@@ -256,6 +260,7 @@ def predict_file(
     stream_above_voxels: int = 1 << 26,
     tta: bool = False,
     uncertainty: bool = False,
+    compile: bool = False,
 ) -> Path:
     """Predict an image file with a bundle and write the result (OME-TIFF, or OME-Zarr for ``.zarr`` / huge).
 
@@ -272,7 +277,7 @@ def predict_file(
         Any image :func:`stainfree.io.readers.read_image` reads.
     output_path : path
         ``.ome.tif`` or ``.ome.zarr``; must differ from the input (inputs are never overwritten).
-    roi_size, overlap, sw_batch_size, bf16, device, progress, tta, uncertainty
+    roi_size, overlap, sw_batch_size, bf16, device, progress, tta, uncertainty, compile
         See :func:`predict_array`.
     stream_above_voxels : int
         Size above which the bounded-memory path is taken.
@@ -302,6 +307,7 @@ def predict_file(
             progress=progress,
             tta=tta,
             uncertainty=uncertainty and tta,
+            compile=compile,
         )
     image = np.asarray(image.compute() if hasattr(image, "compute") else image)
     pred, out_meta = predict_with_bundle(
@@ -316,6 +322,7 @@ def predict_file(
         progress=progress,
         tta=tta,
         uncertainty=uncertainty,
+        compile=compile,
     )
     return write_prediction(output_path, pred, out_meta)
 

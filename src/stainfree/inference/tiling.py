@@ -14,13 +14,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from stainfree.errors import InputError
+from stainfree.inference.windows import DEFAULT_OVERLAP
 
-#: Default largest block, in voxels of one channel including its halo (64 Mi voxels = 256 MB of float32).
+#: Default largest block, in voxels of one channel including its halo (16 Mi voxels = 64 MB of float32).
 DEFAULT_BLOCK_VOXELS = 1 << 24
 
 OutSpec = Any  # an array-like with __setitem__, or a callable (shape, dtype) -> such an array
@@ -59,8 +61,9 @@ def model_divisor(model: Any, spatial_dims: int) -> tuple[int, ...]:
 
 
 def default_roi_size(spatial_dims: int) -> tuple[int, ...]:
-    """Tile shape used when none is given: (32, 128, 128) in 3D, (256, 256) in 2D."""
-    return (32, 128, 128) if spatial_dims == 3 else (256, 256)
+    """Tile shape used when none is given: (32, 256, 256) in 3D, (256, 256) in 2D (windows grow by up to the
+    overlap so that they cover a block exactly, see :func:`~stainfree.inference.windows.axis_plan`)."""
+    return (32, 256, 256) if spatial_dims == 3 else (256, 256)
 
 
 def _effective_roi(
@@ -86,7 +89,8 @@ def _block_grid(
     block = [_round_up(s, r) for s, r in zip(shape, roi, strict=True)]
 
     def voxels(b: Sequence[int]) -> int:
-        return int(np.prod([min(bb + 2 * h, s + 2 * h) for bb, h, s in zip(b, halo, shape, strict=True)]))
+        # a block's extent is clipped to the image: a block that spans an axis needs no halo along it
+        return int(np.prod([min(bb + 2 * h, s) for bb, h, s in zip(b, halo, shape, strict=True)]))
 
     while voxels(block) > max_block_voxels:
         # shrink the axis with the most tiles in the block; stop at one tile per axis
@@ -186,56 +190,94 @@ def _window_runner(
     device: str,
     tta: bool = False,
     uncertainty: bool = False,
+    divisor: Sequence[int] | None = None,
+    compile: bool = False,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """A function running sliding-window inference on one (C, *spatial) float32 block (test-time
-    augmentation of each window with ``tta``; see :func:`tta_predictor`)."""
-    import torch
-    from monai.inferers import sliding_window_inference
+    """A function running windowed inference on one (C, *spatial) float32 block, or a batch (N, C, *spatial)
+    of planes.
 
-    weight_map = None
-    if blend == "gaussian":
-        weight_map = torch.from_numpy(gaussian_weights(roi))[None, None]
+    ``blend="crossfade"`` covers the block with the window plan of
+    :func:`~stainfree.inference.windows.tile_plan` (windows of about ``roi``, raised-cosine cross-fades);
+    ``"gaussian"`` / ``"constant"`` run MONAI's sliding window with ``roi`` tiles and those weights. The
+    network is prepared once (:func:`~stainfree.inference.windows.prepare_model`: batch norms folded,
+    optional ``torch.compile``) and runs in inference mode, under bf16 autocast with ``bf16``, in
+    channels-last memory for float32 on the CPU; with ``tta``
+    each window is averaged over its dihedral views (:func:`tta_predictor`).
+    """
+    import torch
+
+    from stainfree.inference.windows import prepare_model, run_windows
+
+    if divisor is None:
+        divisor = model_divisor(model, len(roi))
+    divisor = tuple(int(d) for d in divisor)
+    device_type = torch.device(device).type
+    channels_last = (
+        isinstance(model, torch.nn.Module) and device_type == "cpu" and not bf16 and len(roi) in (2, 3)
+    )
+    net = prepare_model(model, device=device, compile=compile)
+    memory_format = torch.channels_last_3d if len(roi) == 3 else torch.channels_last
+    if channels_last and isinstance(net, torch.nn.Module):
+        net = net.to(memory_format=memory_format)  # type: ignore[call-overload]  # ~1.4x in fp32 here
+
+    def forward(window: torch.Tensor) -> torch.Tensor:
+        window = window.to(device)
+        if channels_last:
+            window = window.contiguous(memory_format=memory_format)
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
+            return net(window).float().cpu().contiguous()
+
+    predictor = tta_predictor(forward, square=roi[-1] == roi[-2], spread=uncertainty) if tta else forward
 
     def run(block: np.ndarray) -> np.ndarray:
         # (C, *spatial) -> (C_out, *spatial); a batch (N, C, *spatial) of planes -> (N, C_out, *spatial)
         batched = block.ndim == len(roi) + 2
-        padded, crop = _pad_to(block, roi)
-        tensor = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))
+        tensor = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
         if not batched:
             tensor = tensor[None]
-
-        def forward(window: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-                return model(window).float()
-
-        predictor = tta_predictor(forward, square=roi[-1] == roi[-2], spread=uncertainty) if tta else forward
-
         with torch.inference_mode():
-            result = sliding_window_inference(
-                tensor,
-                roi_size=roi,
-                sw_batch_size=sw_batch_size,
-                predictor=predictor,
-                overlap=overlap,
-                mode=blend,
-                roi_weight_map=weight_map,
-                sw_device=device,
-                device="cpu",
-            )
-        assert isinstance(result, torch.Tensor)  # the predictor returns a tensor, so MONAI does too
-        out = result.float().numpy()[(slice(None), slice(None), *crop)]
+            if blend == "crossfade":
+                result = run_windows(
+                    predictor, tensor, tile=roi, overlap=overlap, divisor=divisor, batch=sw_batch_size
+                )
+                out = result.numpy()
+            else:
+                from monai.inferers import sliding_window_inference
+
+                padded, crop = _pad_to(tensor.numpy(), roi)
+                weight_map = (
+                    torch.from_numpy(gaussian_weights(roi))[None, None] if blend == "gaussian" else None
+                )
+                mres = sliding_window_inference(
+                    torch.from_numpy(np.ascontiguousarray(padded)),
+                    roi_size=roi,
+                    sw_batch_size=sw_batch_size,
+                    predictor=predictor,
+                    overlap=overlap,
+                    mode=blend,
+                    roi_weight_map=weight_map,
+                    sw_device="cpu",
+                    device="cpu",
+                )
+                assert isinstance(mres, torch.Tensor)  # the predictor returns a tensor, so MONAI does too
+                out = mres.float().numpy()[(slice(None), slice(None), *crop)]
         return out if batched else out[0]
 
     return run
 
 
+#: Largest mirrored margin beyond the image border, in voxels (see :func:`border_margin`).
+MAX_BORDER_MARGIN = 8
+
+
 def border_margin(roi: Sequence[int]) -> tuple[int, ...]:
-    """Voxels of mirrored context beyond the image border per axis: 1/8 of the tile in Y and X, none in Z.
+    """Voxels of mirrored context beyond the image border per axis: 1/8 of the tile in Y and X, at most
+    :data:`MAX_BORDER_MARGIN` (so that a 512-voxel axis stays two windows), none in Z.
 
     Mirroring is sound in the plane, where content is translation-invariant; not along Z, where a
     bright-field stack changes focus plane by plane and a network may have learned the whole stack.
     """
-    in_plane = [0 if r <= 1 else max(1, int(r) // 8) for r in roi[-2:]]
+    in_plane = [0 if r <= 1 else min(MAX_BORDER_MARGIN, max(1, int(r) // 8)) for r in roi[-2:]]
     return (*([0] * (len(roi) - 2)), *in_plane)
 
 
@@ -263,29 +305,56 @@ def _predict_spatial(
         roi, halo, margin = (1, *roi), (0, *halo), (0, *margin)
     shape = tuple(x.shape[1:])
     _, blocks = _block_grid(shape, roi, halo, max_block_voxels)
-    for core in blocks:
-        ext = tuple(_extent(a, b, h, r, s) for (a, b), h, r, s in zip(core, halo, roi, shape, strict=True))
+    extents = [
+        tuple(_extent(a, b, h, r, s) for (a, b), h, r, s in zip(core, halo, roi, shape, strict=True))
+        for core in blocks
+    ]
+
+    def read_block(ext: tuple[tuple[int, int], ...]) -> np.ndarray:
         read = x[(slice(None), *(slice(a, b) for a, b in ext))]
-        block = np.asarray(read.compute() if hasattr(read, "compute") else read, dtype=np.float32)
-        # where the block meets the image border, mirror the image outwards: no output voxel then sits at the
-        # network's zero-padded edge (a net trained on patches can paint a line along the border)
-        pads = [
-            (min(m if a == 0 else 0, b - a - 1), min(m if b == s else 0, b - a - 1))
-            for (a, b), m, s in zip(ext, margin, shape, strict=True)
-        ]
-        if any(p for pair in pads for p in pair):
-            block = np.pad(block, [(0, 0), *pads], mode="reflect")
-        if planes:
-            pred = np.moveaxis(runner(np.moveaxis(block, 1, 0)), 0, 1)
-        else:
-            pred = runner(block)
-        keep = tuple(slice(p0, p0 + b - a) for (p0, _), (a, b) in zip(pads, ext, strict=True))
-        pred = pred[(slice(None), *keep)]
-        inner = tuple(slice(a - ea, b - ea) for (a, b), (ea, _) in zip(core, ext, strict=True))
-        out = get_out(pred.shape[0])
-        out[(*out_index, slice(None), *(slice(a, b) for a, b in core))] = pred[(slice(None), *inner)]
-        if on_block is not None:
-            on_block()
+        return np.asarray(read.compute() if hasattr(read, "compute") else read, dtype=np.float32)
+
+    # the next block is read in a background thread while the network runs on the current one
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(read_block, extents[0]) if extents else None
+        for n, (core, ext) in enumerate(zip(blocks, extents, strict=True)):
+            assert pending is not None
+            block = pending.result()
+            pending = reader.submit(read_block, extents[n + 1]) if n + 1 < len(extents) else None
+            _predict_block(runner, block, core, ext, shape, margin, planes, get_out, out_index)
+            if on_block is not None:
+                on_block()
+
+
+def _predict_block(
+    runner: Callable[[np.ndarray], np.ndarray],
+    block: np.ndarray,
+    core: tuple[tuple[int, int], ...],
+    ext: tuple[tuple[int, int], ...],
+    shape: tuple[int, ...],
+    margin: tuple[int, ...],
+    planes: bool,
+    get_out: Callable[[int], Any],
+    out_index: tuple,
+) -> None:
+    """Predict one block read at ``ext`` and write its ``core`` into ``get_out(n_channels)[out_index]``."""
+    # where the block meets the image border, mirror the image outwards: no output voxel then sits at the
+    # network's zero-padded edge (a net trained on patches can paint a line along the border)
+    pads = [
+        (min(m if a == 0 else 0, b - a - 1), min(m if b == s else 0, b - a - 1))
+        for (a, b), m, s in zip(ext, margin, shape, strict=True)
+    ]
+    if any(p for pair in pads for p in pair):
+        block = np.pad(block, [(0, 0), *pads], mode="reflect")
+    if planes:
+        pred = np.moveaxis(runner(np.moveaxis(block, 1, 0)), 0, 1)
+    else:
+        pred = runner(block)
+    keep = tuple(slice(p0, p0 + b - a) for (p0, _), (a, b) in zip(pads, ext, strict=True))
+    pred = pred[(slice(None), *keep)]
+    inner = tuple(slice(a - ea, b - ea) for (a, b), (ea, _) in zip(core, ext, strict=True))
+    out = get_out(pred.shape[0])
+    out[(*out_index, slice(None), *(slice(a, b) for a, b in core))] = pred[(slice(None), *inner)]
 
 
 def _count_blocks(
@@ -300,9 +369,9 @@ def predict_array(
     *,
     spatial_dims: int,
     roi_size: Sequence[int] | int | None = None,
-    overlap: float = 0.25,
+    overlap: float = DEFAULT_OVERLAP,
     sw_batch_size: int = 1,
-    blend: str = "gaussian",
+    blend: str = "crossfade",
     bf16: bool = False,
     device: str = "cpu",
     axes: str | None = None,
@@ -312,8 +381,9 @@ def predict_array(
     progress: bool = False,
     tta: bool = False,
     uncertainty: bool = False,
+    compile: bool = False,
 ) -> Any:
-    """Run a network over a normalised image of any size, tile by tile, with blended overlaps.
+    """Run a network over a normalised image of any size, window by window, with blended overlaps.
 
     Parameters
     ----------
@@ -329,15 +399,19 @@ def predict_array(
         2 or 3: the dimensionality of the network.
     roi_size : int or sequence of int, optional
         Tile shape (rounded up to what the network needs, capped by the image); default
-        :func:`default_roi_size`.
+        :func:`default_roi_size`. With cross-fading, windows grow by up to the overlap so that the fewest of
+        them cover each block exactly (a 512 x 512 plane: 2 x 2 windows of 288 for a 256 tile).
     overlap : float
-        Fraction of a tile shared with its neighbours, in [0, 1).
+        Fraction of a tile shared with its neighbours, in [0, 1); default 3/16.
     sw_batch_size : int
-        Tiles per forward pass.
-    blend : {"gaussian", "constant"}
-        Weights of overlapping tiles; Gaussian weights on every axis hide tile seams.
+        Windows per forward pass.
+    blend : {"crossfade", "gaussian", "constant"}
+        How overlapping windows are blended: raised-cosine cross-fades over the window plan of
+        :func:`~stainfree.inference.windows.tile_plan` (close to 1x the image's voxels), or MONAI's sliding
+        window over ``roi_size`` tiles with Gaussian or constant weights.
     bf16 : bool
-        Run the network under bfloat16 autocast (output stays float32).
+        Run the network under bfloat16 autocast (output stays float32); fast where the device computes bf16
+        natively (:func:`~stainfree.inference.windows.native_bf16`).
     device : str
         Torch device of the network (``"cpu"``, ``"cuda"``); blending and output stay on the CPU.
     axes : str, optional
@@ -359,6 +433,8 @@ def predict_array(
         tile is not square) and the views are averaged (8x the compute).
     uncertainty : bool
         With ``tta``: append the per-voxel standard deviation over the views as ``C_out`` more channels.
+    compile : bool
+        Run the network through ``torch.compile`` (eager when compiling fails).
 
     Returns
     -------
@@ -372,8 +448,8 @@ def predict_array(
         raise InputError("model", f"spatial_dims must be 2 or 3, got {spatial_dims}")
     if not 0.0 <= overlap < 1.0:
         raise InputError("overlap", f"must be in [0, 1), got {overlap}")
-    if blend not in ("gaussian", "constant"):
-        raise InputError("blend", f"must be 'gaussian' or 'constant', got {blend!r}")
+    if blend not in ("crossfade", "gaussian", "constant"):
+        raise InputError("blend", f"must be 'crossfade', 'gaussian' or 'constant', got {blend!r}")
     ndim = len(x.shape)
     if axes is None:
         axes = {
@@ -397,7 +473,7 @@ def predict_array(
         raise InputError("input", f"empty image of shape {tuple(x.shape)}")
 
     if isinstance(model, torch.nn.Module):
-        model = model.eval().to(device)
+        model = model.eval()
     spatial_shape = tuple(x.shape[axes.index("C") + 1 :])
     net_shape = spatial_shape[-spatial_dims:]
     if divisor is None:
@@ -441,6 +517,8 @@ def predict_array(
         device=device,
         tta=tta,
         uncertainty=uncertainty and tta,
+        divisor=divisor,
+        compile=compile,
     )
     frames = [(t,) for t in range(outer_shape[0])] if outer_shape else [()]
     grid_roi, grid_halo = ((1, *roi), (0, *halo)) if slice_z else (roi, halo)

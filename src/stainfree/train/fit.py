@@ -224,7 +224,6 @@ def _fit_prepared(
     progress: bool,
 ) -> Path:
     import lightning.pytorch as pl
-    import torch
     from torch.utils.data import DataLoader
 
     from stainfree._version import __version__
@@ -232,6 +231,7 @@ def _fit_prepared(
     from stainfree.data.dataset import PatchDataset
     from stainfree.data.patching import patches_per_epoch
     from stainfree.data.preprocess import mean_stats
+    from stainfree.inference.windows import native_bf16
     from stainfree.models.bundle import safe_load, save_bundle
     from stainfree.models.registry import build_model, encoder_parameters
     from stainfree.train.losses import build_loss
@@ -247,7 +247,8 @@ def _fit_prepared(
     if resume:
         job = with_resolved(job, out / "job.yaml")
     job = with_network_of(job)
-    bf16 = gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    # bf16-mixed where the device computes bfloat16 natively (a recent GPU; a CPU with AVX512-BF16 or AMX)
+    bf16 = native_bf16("cuda") if gpu else native_bf16("cpu")
     job = fill_settings(job, [s.shape[1:] for s in images.signals], gpu=gpu, bf16=bf16)
     tc, dc = job.train, job.data
     assert tc.batch_size is not None  # filled by the recipe

@@ -92,7 +92,8 @@ def fill_settings(
     gpu : bool
         Whether training runs on a GPU.
     bf16 : bool
-        Whether that GPU computes in bfloat16 ('auto' precision becomes 'bf16-mixed').
+        Whether the device (GPU or CPU) computes in bfloat16 natively ('auto' precision becomes
+        'bf16-mixed').
     """
     dims = 3 if job.data.input_mode == "3d" else 2
     if job.recipe == "auto":
@@ -119,7 +120,7 @@ def fill_settings(
     if train.batch_size is None:
         train = train.model_copy(update={"batch_size": int(chosen["batch"])})
     if train.precision == "auto":
-        train = train.model_copy(update={"precision": "bf16-mixed" if gpu and bf16 else "32"})
+        train = train.model_copy(update={"precision": "bf16-mixed" if bf16 else "32"})
     return job.model_copy(update={"data": data, "model": model, "train": train})
 
 

@@ -207,13 +207,14 @@ def predict(
     output: str | Path,
     *,
     tile: list[int] | None = None,
-    overlap: float = 0.25,
+    overlap: float = 0.1875,
     sw_batch_size: int = 1,
-    bf16: bool = False,
+    bf16: bool | None = None,
     device: str = "cpu",
     progress: bool = True,
     tta: bool = False,
     uncertainty: bool = False,
+    compile: bool = False,
 ) -> dict[str, Path]:
     """Predict an image with one model bundle, or a multi-structure collection with several.
 
@@ -226,8 +227,9 @@ def predict(
     output : path
         ``.ome.tif`` or ``.ome.zarr``. With several bundles: one channel per structure, plus an RGB merge PNG
         ``<stem>_merge.png`` beside it.
-    tile, overlap, sw_batch_size, bf16, device, tta, uncertainty
-        See :class:`stainfree.config.PredictConfig` (``uncertainty`` needs ``tta`` and one bundle).
+    tile, overlap, sw_batch_size, bf16, device, tta, uncertainty, compile
+        See :class:`stainfree.config.PredictConfig` (``uncertainty`` needs ``tta`` and one bundle; ``bf16``
+        None: bfloat16 where the device computes it natively).
     progress : bool
         Show progress bars.
 
@@ -251,17 +253,21 @@ def predict(
             "device": device,
             "tta": tta,
             "uncertainty": uncertainty,
+            "compile": compile,
         },
         source="predict options",
     )
+    from stainfree.inference.windows import native_bf16
+
     kwargs: dict[str, Any] = {
         "roi_size": tuple(cfg.tile) if cfg.tile else None,
         "overlap": cfg.overlap,
         "sw_batch_size": cfg.sw_batch_size,
-        "bf16": cfg.bf16,
+        "bf16": native_bf16(cfg.device) if cfg.bf16 is None else cfg.bf16,
         "device": cfg.device,
         "progress": progress,
         "tta": cfg.tta,
+        "compile": cfg.compile,
     }
     paths = list(bundles) if isinstance(bundles, (list, tuple)) else [bundles]
     if cfg.uncertainty and not cfg.tta:
