@@ -39,3 +39,17 @@ def constant_bundle():
     from fakes import constant_bundle as make
 
     return make
+
+
+@pytest.fixture(scope="session")
+def dask_address():
+    """Address of a LocalCluster of 2 worker processes with one thread each, shared by the session's tests
+    (jobs reach it as they would a remote scheduler: ``scheduler=address``)."""
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
+    yield cluster.scheduler_address
+    cluster.close()
