@@ -51,5 +51,12 @@ def dask_address():
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
     )
+    with distributed.Client(cluster) as client:  # workers import torch and stainfree once, here
+        client.run(_warm_up)
     yield cluster.scheduler_address
     cluster.close()
+
+
+def _warm_up() -> None:
+    import stainfree.inference.predict  # noqa: F401
+    import stainfree.workflows.organelles  # noqa: F401

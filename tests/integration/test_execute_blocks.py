@@ -1,4 +1,4 @@
-"""One image as blocks on a 2-process LocalCluster: equal to predict_array, written chunk by chunk, resumable."""
+"""One image as blocks on a 2-process LocalCluster: equal to predict_array, chunk-aligned, resumable."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ TILE = (16, 32, 32)
 @pytest.fixture()
 def volume(tmp_path):
     from fakes import random_bundle
-
     from stainfree.io.writers import write_ome_zarr
 
     rng = np.random.default_rng(0)
@@ -57,7 +56,9 @@ def test_blocks_equal_predict_array_and_are_chunks(volume, tmp_path, dask_addres
     assert np.abs(pred - _reference(bundle, img)).max() <= 1e-5
     meta = json.loads((out / "zarr.json").read_text())
     assert meta["attributes"]["ome"]["version"] == "0.5"
-    assert json.loads((out / "0" / "zarr.json").read_text())["chunk_grid"]["configuration"]["chunk_shape"] == [
+    assert json.loads((out / "0" / "zarr.json").read_text())["chunk_grid"]["configuration"][
+        "chunk_shape"
+    ] == [
         1,
         *plan.block_shape,
     ]
@@ -80,7 +81,9 @@ def test_resume_computes_only_unfinished_blocks(volume, tmp_path, dask_address):
         first = predict_blocks(client, bundle, inp, out, max_blocks=2, **kw)  # an interrupted run
         assert not first.complete and first.computed == 2 and not out.exists()
         # a new run takes the folder's lock, which sweeps the atomic writers' temporaries, not the run store
-        with output_lock(tmp_path, name=f".{out.name}.stainfree.lock", stale=f".{out.name}.*{PARTIAL_SUFFIX}"):
+        with output_lock(
+            tmp_path, name=f".{out.name}.stainfree.lock", stale=f".{out.name}.*{PARTIAL_SUFFIX}"
+        ):
             pass
         assert len(list((working_path(out) / ".stainfree-run" / "done").glob("*.json"))) == 2
         second = predict_blocks(client, bundle, inp, out, **kw)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from stainfree.errors import InputError
-from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint
+from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
 
 WORK_SUFFIX = ".stainfree-resume"  # not the atomic writers' suffix: output_lock must not sweep it
 
@@ -88,6 +88,7 @@ class _Normalized:
         )
 
 
+@local_dask
 def slab_sums(path: str, channels: list[int], z0: int, z1: int) -> list[tuple[float, float, int]]:
     """Per channel: sum, sum of squares and count of planes ``z0:z1`` (float64): z-score statistics."""
     x = _input_czyx(path)
@@ -98,6 +99,7 @@ def slab_sums(path: str, channels: list[int], z0: int, z1: int) -> list[tuple[fl
     return out
 
 
+@local_dask
 def sample_stats(path: str, channels: list[int], low: float, high: float) -> list[dict[str, Any]]:
     """Percentile statistics per channel on a regular subsample of at most ~16 Mi voxels (as predict_file)."""
     from stainfree.data.preprocess import normalize
@@ -111,6 +113,7 @@ def sample_stats(path: str, channels: list[int], low: float, high: float) -> lis
     return out
 
 
+@local_dask
 def predict_one_block(job: dict[str, Any], index: int) -> int:
     """Predict block ``index`` of ``job``, write its region into the working store, then record it."""
     import zarr

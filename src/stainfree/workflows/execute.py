@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stainfree.execute.positions import Position, find_positions, input_layout
+from stainfree.execute.records import local_dask
 
 __all__ = ["input_layout", "predict_job", "quantify_job", "segment_job"]
 
@@ -20,6 +21,7 @@ __all__ = ["input_layout", "predict_job", "quantify_job", "segment_job"]
 # ----- position tasks (module level: the workers import them by name) -----------------------------------
 
 
+@local_dask
 def _predict_position(source: str, output: str, *, bundles: list[str], plate: bool, options: dict) -> str:
     from stainfree.execute.cluster import cached_bundle
     from stainfree.inference.collection import predict_collection_file
@@ -42,6 +44,7 @@ def _predict_position(source: str, output: str, *, bundles: list[str], plate: bo
     return output
 
 
+@local_dask
 def _segment_position(source: str, output: str, *, bundles: list[str], plate: bool, options: dict) -> str:
     from stainfree.execute.cluster import cached_bundle
     from stainfree.workflows.organelles import segment
@@ -52,6 +55,7 @@ def _segment_position(source: str, output: str, *, bundles: list[str], plate: bo
     return output
 
 
+@local_dask
 def _quantify_position(source: str, output: str, *, config: Any) -> str:
     from stainfree.workflows.quantify import quantify
 
