@@ -248,6 +248,10 @@ def predict_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     scheduler: Annotated[str | None, SCHEDULER] = None,
     cluster: Annotated[str | None, CLUSTER] = None,
+    block_voxels: Annotated[
+        int | None,
+        typer.Option("--block-voxels", help="Jobs: largest block with its halo (voxels); blocks are chunks."),
+    ] = None,
 ) -> None:
     """Predict fluorescence (or masks) from a label-free image; several bundles make a multi-channel image.
 
@@ -258,7 +262,7 @@ def predict_cmd(
 
     if len(paths) < 2:
         raise InputError(" ".join(map(str, paths)), "give at least one bundle and the input image")
-    if scheduler or cluster or api.input_layout(paths[-1]) != "file":
+    if scheduler or cluster or block_voxels or api.input_layout(paths[-1]) != "file":
         if tta or uncertainty:
             raise InputError(
                 "--tta",
@@ -275,6 +279,7 @@ def predict_cmd(
             sw_batch_size=batch,
             bf16=bf16,
             device=device,
+            block_voxels=block_voxels,
             progress=not quiet,
         )
         echo_job(result)
