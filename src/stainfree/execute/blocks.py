@@ -92,10 +92,17 @@ class _Normalized:
 def slab_sums(path: str, channels: list[int], z0: int, z1: int) -> list[tuple[float, float, int]]:
     """Per channel: sum, sum of squares and count of planes ``z0:z1`` (float64): z-score statistics."""
     x = _input_czyx(path)
+    band = max(1, (1 << 22) // max(1, int(x.shape[-1])))  # rows read at once: ~4 Mi voxels, bounded memory
     out = []
     for c in channels:
-        v = _read(x[c, z0:z1]).astype(np.float64)
-        out.append((float(v.sum()), float(np.square(v).sum()), int(v.size)))
+        total, total_sq, n = 0.0, 0.0, 0
+        for z in range(z0, z1):
+            for y in range(0, int(x.shape[-2]), band):
+                v = _read(x[c, z, y : y + band]).astype(np.float64)
+                total += float(v.sum())
+                total_sq += float(np.square(v).sum())
+                n += v.size
+        out.append((total, total_sq, n))
     return out
 
 
@@ -150,12 +157,14 @@ def _tuples(v: Any) -> Any:
 # ----- on the client ------------------------------------------------------------------------------------
 
 
-def _statistics(client: Any, cfg: Any, path: str, channels: list[int], n_z: int) -> list[dict[str, Any]]:
+def _statistics(
+    client: Any, cfg: Any, path: str, channels: list[int], n_z: int, shape_yx: tuple[int, ...]
+) -> list[dict[str, Any]]:
     """Normalization statistics of the whole input, computed chunk-wise on the workers."""
     if cfg.normalization_scope == "dataset" and cfg.normalization_stats:
         return [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in cfg.normalization_stats]
     if cfg.normalization == "zscore":
-        step = 8
+        step = max(1, (1 << 24) // max(1, int(np.prod(shape_yx))))  # planes per task: ~16 Mi voxels
         futures = [
             client.submit(slab_sums, path, channels, z, min(z + step, n_z)) for z in range(0, n_z, step)
         ]
@@ -274,7 +283,11 @@ def predict_blocks(
     # the statistics are part of the plan: they are computed once, unless a matching run is found
     partial = _read_plan(work)
     cached = _cached_stats(work if partial else out)
-    stats = cached if cached is not None else _statistics(client, cfg, src, channels, czyx_shape[1])
+    stats = (
+        cached
+        if cached is not None
+        else _statistics(client, cfg, src, channels, czyx_shape[1], czyx_shape[2:])
+    )
     description["stats"] = stats
     key = fingerprint(description)
     total = len(plan.cores)
@@ -282,7 +295,7 @@ def predict_blocks(
         return BlockRun(out, total, 0, total)
     if partial != key:
         if cached is not None:  # statistics from a different run: compute them for this one
-            stats = _statistics(client, cfg, src, channels, czyx_shape[1])
+            stats = _statistics(client, cfg, src, channels, czyx_shape[1], czyx_shape[2:])
             description["stats"] = stats
             key = fingerprint(description)
         shutil.rmtree(work, ignore_errors=True)
