@@ -17,16 +17,7 @@ from typing import Any
 from distributed import Client, LocalCluster, WorkerPlugin
 
 from stainfree.errors import InputError
-
-
-def parse_cluster(spec: str | None) -> int | None:
-    """Worker processes of ``local:N`` (``None`` for no cluster); anything else is an InputError."""
-    if spec is None:
-        return None
-    kind, _, n = spec.partition(":")
-    if kind != "local" or not n.isdigit() or int(n) < 1:
-        raise InputError(spec, "--cluster must be local:N (N worker processes of one thread each)")
-    return int(n)
+from stainfree.execute.records import parse_cluster
 
 
 class WorkerSetup(WorkerPlugin):

@@ -11,8 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stainfree.errors import InputError
+
 #: Hidden folder, inside an output, of the records of finished blocks and positions.
 RUN_DIR = ".stainfree-run"
+
+
+def parse_cluster(spec: str | None) -> int | None:
+    """Worker processes of ``local:N`` (``None`` for no cluster); anything else is an InputError."""
+    if spec is None:
+        return None
+    kind, _, n = spec.partition(":")
+    if kind != "local" or not n.isdigit() or int(n) < 1:
+        raise InputError(spec, "--cluster must be local:N (N worker processes of one thread each)")
+    return int(n)
 
 
 def fingerprint(obj: Any) -> str:
@@ -21,14 +33,16 @@ def fingerprint(obj: Any) -> str:
 
 
 def file_stamp(path: str | os.PathLike) -> list[Any]:
-    """What identifies a file's content cheaply: resolved path, size and modification time (a folder, e.g.
-    a Zarr store: of its top-level entries)."""
+    """What identifies a file's content cheaply: resolved path, size, inode and modification time (a folder,
+    e.g. a Zarr store: its own inode and time and those of its top-level entries; a store rewritten atomically
+    is a new folder)."""
     p = Path(path).resolve()
+    st = p.stat()
     if p.is_dir():
         entries = sorted(p.iterdir())
-        return [str(p), [[e.name, e.stat().st_size, e.stat().st_mtime] for e in entries if e.is_file()]]
-    st = p.stat()
-    return [str(p), st.st_size, st.st_mtime]
+        top = [[e.name, e.stat().st_size, e.stat().st_mtime] for e in entries if e.is_file()]
+        return [str(p), st.st_ino, st.st_mtime, top]
+    return [str(p), st.st_size, st.st_ino, st.st_mtime]
 
 
 def local_dask(fn: Callable[..., Any]) -> Callable[..., Any]:

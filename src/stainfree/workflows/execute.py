@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stainfree.execute.positions import Position, find_positions, input_layout
-from stainfree.execute.records import local_dask
+from stainfree.execute.records import local_dask, parse_cluster
 
 __all__ = ["input_layout", "predict_job", "quantify_job", "segment_job"]
 
@@ -177,6 +177,7 @@ def predict_job(
     from stainfree.config import PredictConfig, validate
     from stainfree.errors import InputError
 
+    parse_cluster(cluster)
     cfg = validate(
         PredictConfig,
         {"tile": tile, "overlap": overlap, "sw_batch_size": sw_batch_size, "bf16": bf16, "device": device},
@@ -283,6 +284,7 @@ def segment_job(
     dict
         ``output`` folder, ``summary`` CSV path and the summary ``table``.
     """
+    parse_cluster(cluster)
     paths = _bundle_paths(bundles)
     layout, positions = find_positions(input)
     out = Path(out_dir)
@@ -349,6 +351,7 @@ def quantify_job(
     from stainfree.config import QuantifyConfig, resolve
     from stainfree.execute.positions import IMAGE_SUFFIXES
 
+    parse_cluster(cluster)
     cfg = resolve(QuantifyConfig, config)
 
     def accept(p: Path) -> bool:
