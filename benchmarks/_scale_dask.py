@@ -37,7 +37,9 @@ import numpy as np
 from _common import ROOT, finish
 
 SCRATCH = Path(tempfile.gettempdir()) / "stainfree_scale_dask"
-TILE = (32, 128, 128)
+TILE = (32, 128, 128)  # the 4 GB volume's tile (and the bundle's patch)
+JOB_TILE = (16, 64, 64)  # the scaling, resume and pair jobs: small blocks, many of them
+JOB_BLOCK = 1 << 19  # their largest block with its halo: 32 x 128 x 128
 
 
 def _env() -> dict[str, str]:
@@ -98,8 +100,9 @@ def _blocks(client: Any, bundle: Path, src: Path, out: Path, **kw: Any) -> tuple
     from stainfree.execute.blocks import predict_blocks
 
     shutil.rmtree(out, ignore_errors=True)
+    kw = {"roi_size": JOB_TILE, "max_block_voxels": JOB_BLOCK, **kw}
     t0 = time.perf_counter()
-    run = predict_blocks(client, bundle, src, out, roi_size=TILE, **kw)
+    run = predict_blocks(client, bundle, src, out, **kw)
     return time.perf_counter() - t0, run
 
 
@@ -110,10 +113,13 @@ def measure_volume(bundle: Path, quick: bool) -> dict[str, float]:
 
     shape = (1, 16, 128, 256) if quick else (1, 128, 4096, 4096)
     src = volume(SCRATCH / f"volume_{'x'.join(map(str, shape))}.ome.zarr", shape)
-    n_blocks = 2 if quick else 4
+    n_blocks = 2  # one per worker: peak memory is set by one block
     with _cluster(2) as cluster, Client(cluster) as client:
         client.register_plugin(WorkerSetup())
-        _, run = _blocks(client, bundle, src, SCRATCH / "volume_out.ome.zarr", max_blocks=n_blocks)
+        out = SCRATCH / "volume_out.ome.zarr"
+        _, run = _blocks(
+            client, bundle, src, out, max_blocks=n_blocks, roi_size=TILE, max_block_voxels=1 << 24
+        )
         rss = max(client.run(_peak_rss_mb).values())
     shutil.rmtree(SCRATCH / "volume_out.ome.zarr", ignore_errors=True)
     shutil.rmtree(SCRATCH / ".volume_out.ome.zarr.stainfree-resume", ignore_errors=True)
@@ -130,19 +136,19 @@ def measure_scaling(bundle: Path, quick: bool) -> dict[str, float]:
 
     from stainfree.execute.cluster import WorkerSetup
 
-    shape = (1, 16, 128, 256) if quick else (1, 32, 512, 512)
+    shape = (1, 16, 128, 256) if quick else (1, 32, 256, 256)
     src = volume(SCRATCH / f"scaling_{'x'.join(map(str, shape))}.ome.zarr", shape)
     times = {}
     out = SCRATCH / "scaling_out.ome.zarr"
     with _cluster(1) as cluster, Client(cluster) as client:
         client.register_plugin(WorkerSetup())
-        _blocks(client, bundle, src, out, max_blocks=1, max_block_voxels=1 << 22)  # warm-up: imports, bundle
-        times[1], run = _blocks(client, bundle, src, out, max_block_voxels=1 << 22)
+        _blocks(client, bundle, src, out, max_blocks=1)  # warm-up: imports, bundle
+        times[1], run = _blocks(client, bundle, src, out)
         cluster.scale(2)
         client.wait_for_workers(2, timeout=120)
         client.register_plugin(WorkerSetup())
         client.run(_warm_up, str(bundle))
-        times[2], _ = _blocks(client, bundle, src, out, max_block_voxels=1 << 22)
+        times[2], _ = _blocks(client, bundle, src, out)
     shutil.rmtree(out, ignore_errors=True)
     return {
         "scaling_2_workers": round(times[1] / times[2], 3),
@@ -182,22 +188,23 @@ def measure_resume(bundle: Path, quick: bool) -> dict[str, float]:
 
     from stainfree.execute.blocks import working_path
 
-    shape = (1, 16, 128, 256) if quick else (1, 32, 512, 1024)
+    shape = (1, 16, 128, 256) if quick else (1, 32, 384, 384)
     src = volume(SCRATCH / f"resume_{'x'.join(map(str, shape))}.ome.zarr", shape)
     if quick:
         return _resume_in_process(bundle, src)
-    common = [str(bundle), str(src), "--cluster", "local:2", "--quiet", "--tile", *map(str, TILE)]
+    common = [str(bundle), str(src), "--cluster", "local:2", "--quiet", "--tile", *map(str, JOB_TILE)]
+    common += ["--block-voxels", str(JOB_BLOCK)]
     full, resumed = SCRATCH / "resume_full.ome.zarr", SCRATCH / "resume_killed.ome.zarr"
     for p in (full, resumed, working_path(full), working_path(resumed)):
         shutil.rmtree(p, ignore_errors=True)
     t0 = time.perf_counter()
-    proc = _cli(["predict", *common, "--out", str(full), "--block-voxels", str(1 << 22)])
+    proc = _cli(["predict", *common, "--out", str(full)])
     if proc.wait() != 0:
         raise RuntimeError("the uninterrupted run failed")
     uninterrupted = time.perf_counter() - t0
     t0 = time.perf_counter()
     plan = plan_size(bundle, src)
-    proc = _cli(["predict", *common, "--out", str(resumed), "--block-voxels", str(1 << 22)])
+    proc = _cli(["predict", *common, "--out", str(resumed)])
     done_dir = working_path(resumed) / ".stainfree-run" / "done"
     try:
         while proc.poll() is None and len(list(done_dir.glob("*.json"))) < plan // 2:
@@ -207,7 +214,7 @@ def measure_resume(bundle: Path, quick: bool) -> dict[str, float]:
     first = time.perf_counter() - t0
     recorded = len(list(done_dir.glob("*.json")))
     t0 = time.perf_counter()
-    proc = _cli(["predict", *common, "--out", str(resumed), "--block-voxels", str(1 << 22)])
+    proc = _cli(["predict", *common, "--out", str(resumed)])
     if proc.wait() != 0:
         raise RuntimeError("the resumed run failed")
     second = time.perf_counter() - t0
@@ -230,7 +237,7 @@ def _resume_in_process(bundle: Path, src: Path) -> dict[str, float]:
     """The smoke-test form: an interruption after half the blocks (``max_blocks``), in this process."""
     from stainfree.execute.cluster import open_client
 
-    kw: dict[str, Any] = {"max_block_voxels": 1 << 18}
+    kw: dict[str, Any] = {}
     with open_client() as client:
         full, run = _blocks(client, bundle, src, SCRATCH / "resume_full.ome.zarr", **kw)
         first, _ = _blocks(
@@ -239,7 +246,14 @@ def _resume_in_process(bundle: Path, src: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         from stainfree.execute.blocks import predict_blocks
 
-        predict_blocks(client, bundle, src, SCRATCH / "resume_killed.ome.zarr", roi_size=TILE, **kw)
+        predict_blocks(
+            client,
+            bundle,
+            src,
+            SCRATCH / "resume_killed.ome.zarr",
+            roi_size=JOB_TILE,
+            max_block_voxels=JOB_BLOCK,
+        )
         second = time.perf_counter() - t0
     for name in ("resume_full.ome.zarr", "resume_killed.ome.zarr"):
         shutil.rmtree(SCRATCH / name, ignore_errors=True)
@@ -252,9 +266,10 @@ def plan_size(bundle: Path, src: Path) -> int:
     from stainfree.io.readers import read_image
 
     image, _ = read_image(src, lazy=True)
-    return len(
-        plan_blocks(image.shape[1:], spatial_dims=3, divisor=4, roi_size=TILE, max_block_voxels=1 << 22).cores
+    plan = plan_blocks(
+        image.shape[-3:], spatial_dims=3, divisor=4, roi_size=JOB_TILE, max_block_voxels=JOB_BLOCK
     )
+    return len(plan.cores)
 
 
 def _free_port() -> int | None:
@@ -294,7 +309,7 @@ def measure_pair(bundle: Path, quick: bool) -> dict[str, float]:
     try:
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=120)
-        kw: dict[str, Any] = {"tile": list(TILE), "block_voxels": 1 << 22, "progress": False}
+        kw: dict[str, Any] = {"tile": list(JOB_TILE), "block_voxels": JOB_BLOCK, "progress": False}
         for k, out in outs.items():
             shutil.rmtree(out, ignore_errors=True)
             api.predict_job(bundle, src, out, scheduler=address if k == "remote" else None, **kw)
