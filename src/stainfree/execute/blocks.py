@@ -280,24 +280,18 @@ def predict_blocks(
     chunks = (len(names), *(plan.block_shape if keep_z else plan.block_shape[1:]))
     done_before = _read_plan(out) if (out / RUN_DIR / "complete.json").is_file() else None
     work = working_path(out)
-    # the statistics are part of the plan: they are computed once, unless a matching run is found
-    partial = _read_plan(work)
-    cached = _cached_stats(work if partial else out)
-    stats = (
-        cached
-        if cached is not None
-        else _statistics(client, cfg, src, channels, czyx_shape[1], czyx_shape[2:])
-    )
+    # the statistics (a pass over the whole input) are kept with the plan and reused while input, bundle and
+    # channels are the same, also when another setting changed
+    stats_key = fingerprint([description["input"], description["bundle"], channels])
+    stats = _stored_stats(work, stats_key) or _stored_stats(out, stats_key)
+    if stats is None:
+        stats = _statistics(client, cfg, src, channels, czyx_shape[1], czyx_shape[2:])
     description["stats"] = stats
     key = fingerprint(description)
     total = len(plan.cores)
     if done_before == key:
         return BlockRun(out, total, 0, total)
-    if partial != key:
-        if cached is not None:  # statistics from a different run: compute them for this one
-            stats = _statistics(client, cfg, src, channels, czyx_shape[1], czyx_shape[2:])
-            description["stats"] = stats
-            key = fingerprint(description)
+    if _read_plan(work) != key:
         shutil.rmtree(work, ignore_errors=True)
         group = zarr.open_group(str(work), mode="w", zarr_format=3)
         group.create_array(
@@ -309,9 +303,8 @@ def predict_blocks(
             fill_value=0.0,
         )
         (work / RUN_DIR / "done").mkdir(parents=True)
-        (work / RUN_DIR / "plan.json").write_text(
-            json.dumps({"fingerprint": key, "stats": stats, "description": description}, default=str)
-        )
+        record = {"fingerprint": key, "stats_key": stats_key, "stats": stats, "description": description}
+        (work / RUN_DIR / "plan.json").write_text(json.dumps(record, default=str))
     done = {int(p.stem) for p in (work / RUN_DIR / "done").glob("*.json")}
     todo = [i for i in range(total) if i not in done]
     if max_blocks is not None:
@@ -333,11 +326,13 @@ def predict_blocks(
     return BlockRun(out, total, len(todo), len(done))
 
 
-def _cached_stats(store: Path) -> list[dict[str, Any]] | None:
+def _stored_stats(store: Path, stats_key: str) -> list[dict[str, Any]] | None:
+    """Statistics recorded in a run store's plan for the same input, bundle and channels, else None."""
     try:
-        return list(json.loads((store / RUN_DIR / "plan.json").read_text())["stats"])
-    except (OSError, ValueError, KeyError, TypeError):
+        plan = json.loads((store / RUN_DIR / "plan.json").read_text())
+    except (OSError, ValueError):
         return None
+    return list(plan["stats"]) if isinstance(plan, dict) and plan.get("stats_key") == stats_key else None
 
 
 def _run(client: Any, job: dict[str, Any], todo: list[int], progress: bool) -> None:
