@@ -252,4 +252,5 @@ def _many_masks(masks: str) -> bool:
     if layout != "folder":
         return layout == "glob"
     folder = Path(masks)
-    return not ((folder / "manifest.csv").is_file() or (folder / "field.json").is_file())
+    single = ("manifest.csv", "field.json", "instances.ome.tif", "labels.ome.tif")
+    return not any((folder / name).is_file() for name in single)
