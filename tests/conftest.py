@@ -39,3 +39,24 @@ def constant_bundle():
     from fakes import constant_bundle as make
 
     return make
+
+
+@pytest.fixture(scope="session")
+def dask_address():
+    """Address of a LocalCluster of 2 worker processes with one thread each, shared by the session's tests
+    (jobs reach it as they would a remote scheduler: ``scheduler=address``)."""
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
+    with distributed.Client(cluster) as client:  # workers import torch and stainfree once, here
+        client.run(_warm_up)
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+def _warm_up() -> None:
+    import stainfree.inference.predict  # noqa: F401
+    import stainfree.workflows.organelles  # noqa: F401

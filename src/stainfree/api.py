@@ -10,6 +10,7 @@ from __future__ import annotations
 from stainfree.workflows.arrays import compartment_colors, predict_array, segment_array
 from stainfree.workflows.compose import compose
 from stainfree.workflows.demo import demo
+from stainfree.workflows.execute import input_layout, predict_job, quantify_job, segment_job
 from stainfree.workflows.export import export_model, test_package
 from stainfree.workflows.finetune import fine_tune
 from stainfree.workflows.groundtruth import make_masks, train_fgnet
@@ -36,15 +37,19 @@ __all__ = [
     "export_model",
     "fine_tune",
     "info",
+    "input_layout",
     "make_manifest",
     "make_masks",
     "predict",
     "predict_array",
+    "predict_job",
     "pretrain",
     "quantify",
+    "quantify_job",
     "register",
     "segment",
     "segment_array",
+    "segment_job",
     "simulate",
     "test_package",
     "simulate_clem",

@@ -47,10 +47,10 @@ def test_cli_segment_time_lapse_then_quantify_the_folder(tmp_path):
     import pytest
 
     pytest.importorskip("torch")
-    from fakes import random_bundle
+    from fakes import random_nilered_bundle
     from stainfree.io.writers import write_ome_tiff
 
-    random_bundle(tmp_path / "b", "LD", "binary", ["lipid_droplet"], seed=4)
+    random_nilered_bundle(tmp_path / "b", "LD", "binary", ["lipid_droplet"], seed=4)
     img = (np.random.default_rng(1).random((3, 2, 2, 24, 32)) * 100 + 10).astype(np.float32)
     write_ome_tiff(tmp_path / "tl.ome.tif", img, "TCZYX", (0.5, 0.2, 0.2), ["yellow", "red"])
     args = [

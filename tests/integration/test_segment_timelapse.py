@@ -18,11 +18,11 @@ VOX = (0.5, 0.2, 0.2)
 
 @pytest.fixture()
 def bundles(tmp_path):
-    from fakes import random_bundle
+    from fakes import random_nilered_bundle
 
     d = tmp_path / "bundles"
-    random_bundle(d, "MITO", "binary", ["mitochondria"], seed=1)
-    random_bundle(d, "LD", "binary", ["lipid_droplet"], seed=2)
+    random_nilered_bundle(d, "MITO", "binary", ["mitochondria"], seed=1)
+    random_nilered_bundle(d, "LD", "binary", ["lipid_droplet"], seed=2)
     return d
 
 

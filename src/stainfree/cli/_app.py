@@ -78,3 +78,26 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 def main() -> None:
     """Console entry point."""
     app()
+
+
+#: Options of the commands that run as jobs on Dask (predict, segment, quantify).
+SCHEDULER = typer.Option(
+    "--scheduler", help="Address of a running dask scheduler (e.g. tcp://10.0.0.5:8786) to run the job on."
+)
+CLUSTER = typer.Option(
+    "--cluster", help="local:N: a local Dask cluster of N worker processes with one thread each."
+)
+
+
+def echo_job(result: dict[str, Any]) -> None:
+    """Print what a job wrote: one image, or the output folder, its summary and the count per status."""
+    if "table" not in result:
+        run = result.get("blocks")
+        if run is not None:
+            typer.echo(f"blocks: {run.computed} computed, {run.skipped} already done, of {run.total}")
+        typer.echo(str(result["image"]) if result["image"] is not None else "stopped before the last block")
+        return
+    counts = result["table"]["status"].value_counts().to_dict()
+    typer.echo(f"output: {result['output']}")
+    typer.echo(f"summary: {result['summary']}")
+    typer.echo("positions: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "skipped", "failed")))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stainfree.cli._app import app, friendly
+from stainfree.cli._app import CLUSTER, SCHEDULER, app, echo_job, friendly
 
 
 # ----- organelles: make-masks, segment, train-catalog -------------------------------------------------------
@@ -80,8 +80,13 @@ def segment_cmd(
             "(each network aligns its input as its bundle says).",
         ),
     ] = "auto",
+    scheduler: Annotated[str | None, SCHEDULER] = None,
+    cluster: Annotated[str | None, CLUSTER] = None,
 ) -> None:
-    """Segment 15 compartments from one Nile Red image: masks (15 named channels), label map, overlay PNG."""
+    """Segment 15 compartments from one Nile Red image: masks (15 named channels), label map, overlay PNG.
+
+    The input may also be an HCS OME-Zarr plate, a folder or a quoted glob: one job, a subfolder per position.
+    """
     from stainfree import api
     from stainfree.errors import InputError
 
@@ -93,6 +98,20 @@ def segment_cmd(
             raise InputError(alignment, "--alignment must be auto, none or Z,Y,X (pixels)") from None
         align = (z, y, x)
     target = bundles[0] if len(bundles) == 1 else bundles
+    if scheduler or cluster or api.input_layout(nilered_image) != "file":
+        result = api.segment_job(
+            str(nilered_image),
+            target,
+            out,
+            scheduler=scheduler,
+            cluster=cluster,
+            catalog=catalog,
+            threshold=threshold,
+            tta=tta,
+            alignment=align,
+        )
+        echo_job(result)
+        return
     paths = api.segment(
         nilered_image,
         target,
@@ -206,8 +225,13 @@ def quantify_cmd(
             "manifest column.",
         ),
     ] = None,
+    scheduler: Annotated[str | None, SCHEDULER] = None,
+    cluster: Annotated[str | None, CLUSTER] = None,
 ) -> None:
-    """Count and measure organelles, their contacts and, for time-lapses, contact events."""
+    """Count and measure organelles, their contacts and, for time-lapses, contact events.
+
+    A folder of mask images (or of segment job outputs) or a quoted glob is one job: a subfolder per position.
+    """
     import warnings
 
     from stainfree import api
@@ -228,6 +252,13 @@ def quantify_cmd(
         from stainfree.config import validate
 
         cfg = validate(QuantifyConfig, {**cfg.model_dump(), "link_method": link}, source="--link")
+    if scheduler or cluster or _many_masks(masks):
+        from stainfree.errors import InputError
+
+        if nilered is not None or cells is not None or names or kind or voxel_size or extras or group_by:
+            raise InputError(masks, "a quantify job takes --config, --min-size, --contact-nm, --link only")
+        echo_job(api.quantify_job(masks, out, scheduler=scheduler, cluster=cluster, config=cfg))
+        return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tables = api.quantify(
@@ -255,3 +286,16 @@ def quantify_cmd(
         per_group = g.drop_duplicates(group_by).set_index(group_by)["cells"]
         typer.echo(f"cells per {group_by}: " + ", ".join(f"{k} {v}" for k, v in per_group.items()))
     typer.echo(f"wrote tables and figures to {out}")
+
+
+def _many_masks(masks: str) -> bool:
+    """A glob, or a folder that is not one simulated data set or field nor a segment output: a job."""
+    from stainfree import api
+
+    layout = api.input_layout(masks)
+    if layout != "folder":
+        return layout == "glob"
+    folder = Path(masks)
+    single = ("manifest.csv", "field.json", "instances.ome.tif", "labels.ome.tif")
+    segment_output = any(folder.glob("*_masks.ome.tif")) or any(folder.glob("*_masks.ome.zarr"))
+    return not segment_output and not any((folder / name).is_file() for name in single)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stainfree.cli._app import app, friendly
+from stainfree.cli._app import CLUSTER, SCHEDULER, app, echo_job, friendly
 
 
 # ----- demo: end to end on simulated cells, HTML report -----------------------------------------------------
@@ -278,13 +278,44 @@ def predict_cmd(
         typer.Option("--uncertainty", help="With --tta: add the spread of the views as extra channels."),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    scheduler: Annotated[str | None, SCHEDULER] = None,
+    cluster: Annotated[str | None, CLUSTER] = None,
+    block_voxels: Annotated[
+        int | None,
+        typer.Option("--block-voxels", help="Jobs: largest block with its halo (voxels); blocks are chunks."),
+    ] = None,
 ) -> None:
-    """Predict fluorescence (or masks) from a label-free image; several bundles make a multi-channel image."""
+    """Predict fluorescence (or masks) from a label-free image; several bundles make a multi-channel image.
+
+    The input may also be an HCS OME-Zarr plate, a folder or a quoted glob: one job, the output mirrors it.
+    """
     from stainfree import api
     from stainfree.errors import InputError
 
     if len(paths) < 2:
         raise InputError(" ".join(map(str, paths)), "give at least one bundle and the input image")
+    if scheduler or cluster or block_voxels or api.input_layout(paths[-1]) != "file":
+        if tta or uncertainty:
+            raise InputError(
+                "--tta",
+                "test-time augmentation is not available in jobs (--scheduler, --cluster, many files)",
+            )
+        result = api.predict_job(
+            [str(p) for p in paths[:-1]],
+            str(paths[-1]),
+            out,
+            scheduler=scheduler,
+            cluster=cluster,
+            tile=list(tile) if tile else None,
+            overlap=overlap,
+            sw_batch_size=batch,
+            bf16=bf16,
+            device=device,
+            block_voxels=block_voxels,
+            progress=not quiet,
+        )
+        echo_job(result)
+        return
     written = api.predict(
         [str(p) for p in paths[:-1]],
         paths[-1],

@@ -460,3 +460,9 @@ def _predict_streaming(
         predict_array(bundle.model, x, out=_Activated(mm, cfg.task, not keep_z, n_act), **common)
         mm.flush()
         return write_ome_tiff(out_path, mm, axes, meta.voxel_size_um, names)
+
+
+def streamable(cfg: Any, meta: ImageMeta) -> bool:
+    """True when a bundle can predict an image block by block in bounded memory (no resampling, no input
+    transform, one frame): the condition of :func:`predict_file`'s streaming path and of the block engine."""
+    return _streamable(cfg, meta)

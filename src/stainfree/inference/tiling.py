@@ -15,6 +15,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -305,39 +306,48 @@ def _predict_spatial(
         roi, halo, margin = (1, *roi), (0, *halo), (0, *margin)
     shape = tuple(x.shape[1:])
     _, blocks = _block_grid(shape, roi, halo, max_block_voxels)
-    extents = [
-        tuple(_extent(a, b, h, r, s) for (a, b), h, r, s in zip(core, halo, roi, shape, strict=True))
-        for core in blocks
-    ]
-
-    def read_block(ext: tuple[tuple[int, int], ...]) -> np.ndarray:
-        read = x[(slice(None), *(slice(a, b) for a, b in ext))]
-        return np.asarray(read.compute() if hasattr(read, "compute") else read, dtype=np.float32)
+    extents = [_block_extent(core, halo, roi, shape) for core in blocks]
 
     # the next block is read in a background thread while the network runs on the current one
     with ThreadPoolExecutor(max_workers=1) as reader:
-        pending = reader.submit(read_block, extents[0]) if extents else None
+        pending = reader.submit(_read_block, x, extents[0]) if extents else None
         for n, (core, ext) in enumerate(zip(blocks, extents, strict=True)):
             assert pending is not None
             block = pending.result()
-            pending = reader.submit(read_block, extents[n + 1]) if n + 1 < len(extents) else None
-            _predict_block(runner, block, core, ext, shape, margin, planes, get_out, out_index)
+            pending = reader.submit(_read_block, x, extents[n + 1]) if n + 1 < len(extents) else None
+            pred, inner = _block_prediction(
+                runner, block, core, ext, shape=shape, margin=margin, planes=planes
+            )
+            out = get_out(pred.shape[0])
+            out[(*out_index, slice(None), *(slice(a, b) for a, b in core))] = pred[(slice(None), *inner)]
             if on_block is not None:
                 on_block()
 
 
-def _predict_block(
+def _block_extent(
+    core: Sequence[tuple[int, int]], halo: Sequence[int], roi: Sequence[int], shape: Sequence[int]
+) -> tuple[tuple[int, int], ...]:
+    """What is read for one block: its core plus the halo, within the image."""
+    return tuple(_extent(a, b, h, r, s) for (a, b), h, r, s in zip(core, halo, roi, shape, strict=True))
+
+
+def _read_block(x: Any, ext: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Read the ``(C, *spatial)`` region ``ext`` of ``x`` (array, lazy or normalizing view) as float32."""
+    read = x[(slice(None), *(slice(a, b) for a, b in ext))]
+    return np.asarray(read.compute() if hasattr(read, "compute") else read, dtype=np.float32)
+
+
+def _block_prediction(
     runner: Callable[[np.ndarray], np.ndarray],
     block: np.ndarray,
-    core: tuple[tuple[int, int], ...],
-    ext: tuple[tuple[int, int], ...],
-    shape: tuple[int, ...],
-    margin: tuple[int, ...],
+    core: Sequence[tuple[int, int]],
+    ext: Sequence[tuple[int, int]],
+    *,
+    shape: Sequence[int],
+    margin: Sequence[int],
     planes: bool,
-    get_out: Callable[[int], Any],
-    out_index: tuple,
-) -> None:
-    """Predict one block read at ``ext`` and write its ``core`` into ``get_out(n_channels)[out_index]``."""
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Predict one block read at ``ext``: the prediction of ``ext`` and the slices of ``core`` in it."""
     # where the block meets the image border, mirror the image outwards: no output voxel then sits at the
     # network's zero-padded edge (a net trained on patches can paint a line along the border)
     pads = [
@@ -353,8 +363,21 @@ def _predict_block(
     keep = tuple(slice(p0, p0 + b - a) for (p0, _), (a, b) in zip(pads, ext, strict=True))
     pred = pred[(slice(None), *keep)]
     inner = tuple(slice(a - ea, b - ea) for (a, b), (ea, _) in zip(core, ext, strict=True))
-    out = get_out(pred.shape[0])
-    out[(*out_index, slice(None), *(slice(a, b) for a, b in core))] = pred[(slice(None), *inner)]
+    return pred, inner
+
+
+def _tile_geometry(
+    requested: Sequence[int] | int, net_shape: Sequence[int], divisor: Sequence[int], overlap: float
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Tile, block halo and border margin of a network's axes (the same for every block of an image)."""
+    # mirrored context beyond the image border; the tile may grow by it where the image is smaller than a
+    # tile, so that the margin does not cost a second row of tiles
+    margin = border_margin(_effective_roi(requested, net_shape, divisor))
+    roi = _effective_roi(requested, [s + 2 * m for s, m in zip(net_shape, margin, strict=True)], divisor)
+    # context around each block: half a tile, so that every voxel of a block core is covered by tiles as
+    # in one pass over the whole image (a thinner halo crowds the tiles near block borders)
+    halo = tuple(max(r // 2, int(math.ceil(overlap * r))) for r in roi)
+    return roi, halo, margin
 
 
 def _count_blocks(
@@ -481,13 +504,7 @@ def predict_array(
     elif isinstance(divisor, int):
         divisor = (divisor,) * spatial_dims
     requested = roi_size or default_roi_size(spatial_dims)
-    # mirrored context beyond the image border; the tile may grow by it where the image is smaller than a
-    # tile, so that the margin does not cost a second row of tiles
-    margin = border_margin(_effective_roi(requested, net_shape, divisor))
-    roi = _effective_roi(requested, [s + 2 * m for s, m in zip(net_shape, margin, strict=True)], divisor)
-    # context around each block: half a tile, so that every voxel of a block core is covered by tiles as
-    # in one pass over the whole image (a thinner halo crowds the tiles near block borders)
-    halo = tuple(max(r // 2, int(math.ceil(overlap * r))) for r in roi)
+    roi, halo, margin = _tile_geometry(requested, net_shape, divisor, overlap)
 
     # frames (T) are predicted one after the other; a 2D network on a volume sees batches of planes
     outer_shape = (x.shape[0],) if axes.startswith("T") else ()
@@ -548,3 +565,109 @@ def predict_array(
     else:
         iterate(None)
     return holder["out"]
+
+
+# ----- the block plan, public: the same blocks predict_array runs, one at a time anywhere ----------------
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """How :func:`predict_array` cuts one ``(C, *spatial)`` image into blocks, and the windows of each block.
+
+    ``shape``: spatial shape (``(Z, Y, X)`` for a 2D network run over planes, ``planes`` True: no halo along
+    Z); ``roi``, ``halo``, ``margin``: network window, context read around each block core, mirrored context
+    beyond the image border (network axes); ``block_shape``: a block core on the image axes (the last of an
+    axis may be shorter: a chunk grid); ``cores``: every core as ``((start, stop), ...)`` per image axis;
+    ``divisor``: what the network's spatial sizes must be multiples of (window starts lie on it too).
+    """
+
+    shape: tuple[int, ...]
+    roi: tuple[int, ...]
+    halo: tuple[int, ...]
+    margin: tuple[int, ...]
+    planes: bool
+    block_shape: tuple[int, ...]
+    cores: tuple[tuple[tuple[int, int], ...], ...]
+    divisor: tuple[int, ...]
+
+
+def plan_blocks(
+    shape: Sequence[int],
+    *,
+    spatial_dims: int,
+    divisor: int | Sequence[int],
+    roi_size: Sequence[int] | int | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    max_block_voxels: int = DEFAULT_BLOCK_VOXELS,
+) -> BlockPlan:
+    """The blocks :func:`predict_array` runs for an image of spatial ``shape`` (one frame, no channel axis).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        ``(Z, Y, X)`` or ``(Y, X)``; a 3-axis shape for a 2D network is a stack of planes.
+    spatial_dims, divisor, roi_size, overlap, max_block_voxels
+        As given to :func:`predict_array` (``divisor`` as from :func:`model_divisor`).
+
+    Returns
+    -------
+    BlockPlan
+        Block cores and window geometry; :func:`predict_block` predicts any one of them, alone, exactly as
+        predict_array would.
+    """
+    shape = tuple(int(s) for s in shape)
+    net_shape = shape[-spatial_dims:]
+    div = (divisor,) * spatial_dims if isinstance(divisor, int) else tuple(int(d) for d in divisor)
+    roi, halo, margin = _tile_geometry(roi_size or default_roi_size(spatial_dims), net_shape, div, overlap)
+    planes = len(shape) == spatial_dims + 1
+    grid_roi, grid_halo = ((1, *roi), (0, *halo)) if planes else (roi, halo)
+    block, cores = _block_grid(shape, grid_roi, grid_halo, max_block_voxels)
+    return BlockPlan(shape, roi, halo, margin, planes, block, tuple(cores), div)
+
+
+def predict_block(
+    runner: Callable[[np.ndarray], np.ndarray], x: Any, plan: BlockPlan, core: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """Predict one block core of ``plan`` from the ``(C, *spatial)`` image ``x`` (read: core plus halo).
+
+    ``runner`` is a :func:`window_runner` built with ``plan.roi``. Returns the ``(C_out, *core shape)``
+    prediction, equal to that region of :func:`predict_array`'s output.
+    """
+    roi, halo, margin = plan.roi, plan.halo, plan.margin
+    if plan.planes:
+        roi, halo, margin = (1, *roi), (0, *halo), (0, *margin)
+    shape = tuple(x.shape[1:])
+    ext = _block_extent(core, halo, roi, shape)
+    pred, inner = _block_prediction(
+        runner, _read_block(x, ext), core, ext, shape=shape, margin=margin, planes=plan.planes
+    )
+    return np.ascontiguousarray(pred[(slice(None), *inner)])
+
+
+def window_runner(
+    model: Any,
+    plan: BlockPlan,
+    *,
+    overlap: float = DEFAULT_OVERLAP,
+    sw_batch_size: int = 1,
+    blend: str = "crossfade",
+    bf16: bool = False,
+    device: str = "cpu",
+    compile: bool = False,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The windowed inference :func:`predict_array` runs on each block of ``plan`` (same settings)."""
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        model = model.eval()
+    return _window_runner(
+        model,
+        roi=plan.roi,
+        overlap=overlap,
+        sw_batch_size=sw_batch_size * (8 if plan.planes else 1),
+        blend=blend,
+        bf16=bf16,
+        device=device,
+        divisor=plan.divisor,
+        compile=compile,
+    )

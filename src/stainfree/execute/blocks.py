@@ -1,0 +1,399 @@
+"""One large image predicted as blocks on a Dask cluster, each written by its worker into one OME-Zarr.
+
+The blocks are those of :func:`stainfree.inference.tiling.plan_blocks` (the grid predict_array itself runs, so
+blending, and the result, are the same as in one process); the output's chunks are the block cores, so no two
+workers ever write the same chunk. The store is filled under a hidden working name beside the output
+(``.<name>.stainfree-resume``) and renamed into place when complete. Inside it ``.stainfree-run/`` holds the
+plan fingerprint (input, bundle, settings, grid, statistics) and one record per block written after its region
+is; a rerun with the same fingerprint computes only the blocks without a record, a changed setting starts
+afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stainfree.errors import InputError
+from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
+from stainfree.inference.windows import DEFAULT_OVERLAP
+
+WORK_SUFFIX = ".stainfree-resume"  # not the atomic writers' suffix: output_lock must not sweep it
+
+
+@dataclass(frozen=True)
+class BlockRun:
+    """What a block run did: the output (None until complete), blocks in all, computed now, found done."""
+
+    path: Path | None
+    total: int
+    computed: int
+    skipped: int
+
+    @property
+    def complete(self) -> bool:
+        return self.path is not None
+
+
+def working_path(output: str | os.PathLike) -> Path:
+    """The hidden store a block run fills before it is renamed onto ``output``."""
+    out = Path(output)
+    return out.parent / f".{out.name}{WORK_SUFFIX}"
+
+
+# ----- on the workers ---------------------------------------------------------------------------------
+
+_INPUTS: dict[str, Any] = {}
+_INPUT_LOCK = threading.Lock()
+
+
+def _input_czyx(path: str) -> Any:
+    """The lazy (C, Z, Y, X) view of an input image, opened once per worker process."""
+    from stainfree.io.readers import read_image
+
+    with _INPUT_LOCK:
+        if path not in _INPUTS:
+            image, meta = read_image(path, lazy=True, intensities=True)
+            index = tuple(slice(None) if a in meta.axes else None for a in "CZYX")
+            _INPUTS[path] = image[index]
+        return _INPUTS[path]
+
+
+def _read(a: Any) -> np.ndarray:
+    return np.asarray(a.compute() if hasattr(a, "compute") else a)
+
+
+class _Normalized:
+    """Selected channels of a lazy (C, Z, Y, X) image, normalized as each block is read."""
+
+    def __init__(self, source: Any, channels: list[int], stats: list[dict[str, Any]]) -> None:
+        self.source, self.channels, self.stats = source, channels, stats
+        self.shape = (len(channels), *source.shape[1:])
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        from stainfree.data.preprocess import apply_normalization
+
+        rest = index[1:]
+        return np.stack(
+            [
+                apply_normalization(_read(self.source[(c, *rest)]), s)
+                for c, s in zip(self.channels, self.stats, strict=True)
+            ]
+        )
+
+
+@local_dask
+def slab_sums(path: str, channels: list[int], z0: int, z1: int) -> list[tuple[float, float, int]]:
+    """Per channel: sum, sum of squares and count of planes ``z0:z1`` (float64): z-score statistics."""
+    x = _input_czyx(path)
+    band = max(1, (1 << 22) // max(1, int(x.shape[-1])))  # rows read at once: ~4 Mi voxels, bounded memory
+    out = []
+    for c in channels:
+        total, total_sq, n = 0.0, 0.0, 0
+        for z in range(z0, z1):
+            for y in range(0, int(x.shape[-2]), band):
+                v = _read(x[c, z, y : y + band]).astype(np.float64)
+                total += float(v.sum())
+                total_sq += float(np.square(v).sum())
+                n += v.size
+        out.append((total, total_sq, n))
+    return out
+
+
+@local_dask
+def sample_stats(path: str, channels: list[int], low: float, high: float) -> list[dict[str, Any]]:
+    """Percentile statistics per channel on a regular subsample of at most ~16 Mi voxels (as predict_file)."""
+    from stainfree.data.preprocess import normalize
+
+    x = _input_czyx(path)
+    out = []
+    for c in channels:
+        step = max(1, int(np.ceil((np.prod(x.shape[1:]) / (1 << 24)) ** (1 / 3))))
+        sample = _read(x[c, ::step, ::step, ::step]).astype(np.float32)
+        out.append(normalize(sample, "percentile", low=low, high=high)[1])
+    return out
+
+
+@local_dask
+def predict_one_block(job: dict[str, Any], index: int) -> int:
+    """Predict block ``index`` of ``job``, write its region into the working store, then record it."""
+    import zarr
+
+    from stainfree.atomic import write_text
+    from stainfree.execute.cluster import cached_bundle
+    from stainfree.inference.predict import apply_activation
+    from stainfree.inference.tiling import BlockPlan, predict_block, window_runner
+
+    plan = BlockPlan(**{k: _tuples(v) for k, v in job["plan"].items()})
+    bundle = cached_bundle(job["bundle"])
+    x = _Normalized(_input_czyx(job["input"]), job["channels"], job["stats"])
+    runner = window_runner(bundle.model, plan, **job["runner"])
+    core = plan.cores[index]
+    pred = predict_block(runner, x, plan, core)
+    n_act = int(bundle.config.model.out_channels)
+    pred = np.concatenate([apply_activation(pred[:n_act], bundle.config.task), pred[n_act:]])
+    region: tuple[slice, ...] = tuple(slice(a, b) for a, b in core)
+    if not job["keep_z"]:
+        pred, region = pred[:, 0], region[1:]
+    store = Path(job["store"])
+    array = zarr.open_array(str(store / "0"), mode="r+")
+    array[(slice(None), *region)] = pred
+    record = {"min": [float(v) for v in pred.min(axis=tuple(range(1, pred.ndim)))]}
+    record["max"] = [float(v) for v in pred.max(axis=tuple(range(1, pred.ndim)))]
+    write_text(store / RUN_DIR / "done" / f"{index}.json", json.dumps(record))
+    return index
+
+
+def _tuples(v: Any) -> Any:
+    return tuple(_tuples(i) for i in v) if isinstance(v, list) else v
+
+
+# ----- on the client ------------------------------------------------------------------------------------
+
+
+def _statistics(
+    client: Any, cfg: Any, path: str, channels: list[int], n_z: int, shape_yx: tuple[int, ...]
+) -> list[dict[str, Any]]:
+    """Normalization statistics of the whole input, computed chunk-wise on the workers."""
+    if cfg.normalization_scope == "dataset" and cfg.normalization_stats:
+        return [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in cfg.normalization_stats]
+    if cfg.normalization == "zscore":
+        step = max(1, (1 << 24) // max(1, int(np.prod(shape_yx))))  # planes per task: ~16 Mi voxels
+        futures = [
+            client.submit(slab_sums, path, channels, z, min(z + step, n_z)) for z in range(0, n_z, step)
+        ]
+        parts = client.gather(futures)
+        stats = []
+        for c in range(len(channels)):
+            total = sum(p[c][0] for p in parts)
+            total_sq = sum(p[c][1] for p in parts)
+            n = sum(p[c][2] for p in parts)
+            mean = total / n
+            stats.append(
+                {"method": "zscore", "mean": mean, "std": float(np.sqrt(max(total_sq / n - mean**2, 0.0)))}
+            )
+        return stats
+    if cfg.normalization == "percentile":
+        low, high = cfg.percentile_range
+        return list(client.submit(sample_stats, path, channels, float(low), float(high)).result())
+    return [{"method": "none"} for _ in channels]
+
+
+def _read_plan(store: Path) -> str | None:
+    try:
+        return str(json.loads((store / RUN_DIR / "plan.json").read_text())["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def predict_blocks(
+    client: Any,
+    bundle: str | os.PathLike,
+    input_path: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    roi_size: Any = None,
+    overlap: float = DEFAULT_OVERLAP,
+    sw_batch_size: int = 1,
+    bf16: bool = False,
+    device: str = "cpu",
+    max_block_voxels: int | None = None,
+    max_blocks: int | None = None,
+    progress: bool = False,
+) -> BlockRun:
+    """Predict one image with a bundle as blocks on ``client``'s workers into an OME-Zarr (NGFF 0.5).
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Where the blocks run (:func:`stainfree.execute.cluster.open_client`).
+    bundle, input_path, output : path
+        Model bundle, input image (read lazily by each worker), output ``.ome.zarr``.
+    roi_size, overlap, sw_batch_size, bf16, device
+        As for :func:`stainfree.inference.predict.predict_file`.
+    max_block_voxels : int, optional
+        Largest block with its halo (default that of predict_array); the blocks are the output's chunks.
+    max_blocks : int, optional
+        Compute at most this many unfinished blocks, then stop with the run resumable (not finalized).
+    progress : bool
+        Show a progress bar over blocks.
+
+    Returns
+    -------
+    BlockRun
+        The output path once complete, and how many blocks were computed now and found done.
+    """
+    import zarr
+
+    from stainfree.execute.cluster import cached_bundle
+    from stainfree.inference.predict import default_bundle_roi, output_channel_names, streamable
+    from stainfree.inference.tiling import DEFAULT_BLOCK_VOXELS, plan_blocks
+    from stainfree.io.arrays import channel_indices
+    from stainfree.io.readers import read_image
+
+    out = Path(output)
+    if not out.name.lower().endswith(".zarr"):
+        raise InputError(out, "the block engine writes OME-Zarr: name the output <name>.ome.zarr")
+    if out.resolve() == Path(input_path).resolve():
+        raise InputError(out, "the output would overwrite the input image; choose another path")
+    b = cached_bundle(bundle)
+    cfg = b.config
+    image, meta = read_image(input_path, lazy=True, intensities=True)
+    if not streamable(cfg, meta):
+        raise InputError(
+            input_path, "cannot be predicted as blocks (a time axis, resampling or an input transform)"
+        )
+    index = tuple(slice(None) if a in meta.axes else None for a in "CZYX")
+    czyx_shape = tuple(int(s) for s in image[index].shape)
+    channels = channel_indices(cfg.signal_channels, meta.channel_names, czyx_shape[0], str(input_path))
+    dims = 2 if cfg.input_mode == "2d" else 3
+    roi = roi_size or default_bundle_roi(cfg)
+    if not isinstance(roi, int) and len(roi) > dims:
+        roi = tuple(roi)[-dims:]
+    plan = plan_blocks(
+        czyx_shape[1:],
+        spatial_dims=dims,
+        divisor=2 ** int(cfg.model.depth),
+        roi_size=roi,
+        overlap=overlap,
+        max_block_voxels=max_block_voxels or DEFAULT_BLOCK_VOXELS,
+    )
+    keep_z = "Z" in meta.axes
+    names = output_channel_names(cfg)
+    runner = {"overlap": overlap, "sw_batch_size": sw_batch_size, "bf16": bf16, "device": device}
+    src = str(Path(input_path).resolve())
+    description = {
+        "input": file_stamp(input_path),
+        "bundle": file_stamp(bundle),
+        "settings": runner,
+        "plan": asdict(plan),
+        "channels": channels,
+    }
+    out_axes = "C" + ("Z" if keep_z else "") + "YX"
+    out_shape = (len(names), *(czyx_shape[1:] if keep_z else czyx_shape[2:]))
+    chunks = (len(names), *(plan.block_shape if keep_z else plan.block_shape[1:]))
+    done_before = _read_plan(out) if (out / RUN_DIR / "complete.json").is_file() else None
+    work = working_path(out)
+    # the statistics (a pass over the whole input) are kept with the plan and reused while input, bundle and
+    # channels are the same, also when another setting changed
+    stats_key = fingerprint([description["input"], description["bundle"], channels])
+    stats = _stored_stats(work, stats_key) or _stored_stats(out, stats_key)
+    if stats is None:
+        stats = _statistics(client, cfg, src, channels, czyx_shape[1], czyx_shape[2:])
+    description["stats"] = stats
+    key = fingerprint(description)
+    total = len(plan.cores)
+    if done_before == key:
+        return BlockRun(out, total, 0, total)
+    if _read_plan(work) != key:
+        shutil.rmtree(work, ignore_errors=True)
+        group = zarr.open_group(str(work), mode="w", zarr_format=3)
+        group.create_array(
+            "0",
+            shape=out_shape,
+            dtype=np.float32,
+            chunks=chunks,
+            dimension_names=[a.lower() for a in out_axes],
+            fill_value=0.0,
+        )
+        (work / RUN_DIR / "done").mkdir(parents=True)
+        record = {"fingerprint": key, "stats_key": stats_key, "stats": stats, "description": description}
+        (work / RUN_DIR / "plan.json").write_text(json.dumps(record, default=str))
+    done = {int(p.stem) for p in (work / RUN_DIR / "done").glob("*.json")}
+    todo = [i for i in range(total) if i not in done]
+    if max_blocks is not None:
+        todo = todo[:max_blocks]
+    job = {
+        "bundle": str(Path(bundle).resolve()),
+        "input": src,
+        "store": str(work),
+        "plan": asdict(plan),
+        "channels": channels,
+        "stats": stats,
+        "runner": runner,
+        "keep_z": keep_z,
+    }
+    _run(client, job, todo, progress)
+    if len(done) + len(todo) < total:
+        return BlockRun(None, total, len(todo), len(done))
+    _finalize(work, out, out_axes, meta.voxel_size_um, names, total)
+    return BlockRun(out, total, len(todo), len(done))
+
+
+def _stored_stats(store: Path, stats_key: str) -> list[dict[str, Any]] | None:
+    """Statistics recorded in a run store's plan for the same input, bundle and channels, else None."""
+    try:
+        plan = json.loads((store / RUN_DIR / "plan.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return list(plan["stats"]) if isinstance(plan, dict) and plan.get("stats_key") == stats_key else None
+
+
+def _run(client: Any, job: dict[str, Any], todo: list[int], progress: bool) -> None:
+    from distributed import as_completed
+
+    if not todo:
+        return
+    futures = [client.submit(predict_one_block, job, i, pure=False) for i in todo]
+    if not progress:
+        client.gather(futures)
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("predicting blocks", total=len(futures))
+        for future in as_completed(futures):
+            future.result()
+            bar.advance(task)
+
+
+def _finalize(work: Path, out: Path, axes: str, voxel_size_um: Any, names: list[str], total: int) -> None:
+    """Write the NGFF 0.5 metadata (display windows from the block records) and move the store into place."""
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    from stainfree.io.writers import ngff_axes, ngff_scale
+
+    records = [json.loads((work / RUN_DIR / "done" / f"{i}.json").read_text()) for i in range(total)]
+    channels = []
+    for c, name in enumerate(names):
+        lo, hi = min(r["min"][c] for r in records), max(r["max"][c] for r in records)
+        channels.append(
+            {
+                "label": name,
+                "color": "FFFFFF" if len(names) == 1 else ("FF0000", "00FF00", "0000FF")[c % 3],
+                "active": True,
+                "window": {"min": lo, "max": hi, "start": lo, "end": hi},
+            }
+        )
+    omero = {"channels": channels, "rdefs": {"model": "greyscale" if len(names) == 1 else "color"}}
+    group = zarr.open_group(str(work), mode="r+", zarr_format=3)
+    datasets = [
+        {
+            "path": "0",
+            "coordinateTransformations": [{"type": "scale", "scale": ngff_scale(axes, voxel_size_um, 0)}],
+        }
+    ]
+    write_multiscales_metadata(
+        group,
+        datasets,
+        fmt=FormatV05(),
+        axes=ngff_axes(axes, voxel_size_um),
+        name=out.name.split(".")[0],
+        metadata={"omero": omero},
+    )
+    shutil.rmtree(work / RUN_DIR / "done")
+    (work / RUN_DIR / "complete.json").write_text(json.dumps({"blocks": total}))
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    elif out.exists():
+        out.unlink()
+    os.replace(work, out)

@@ -1,0 +1,370 @@
+"""Jobs: predict, segment and quantify many images (a plate, a folder, a glob) or one huge image on Dask.
+
+Each job runs on a ``dask.distributed`` client (``scheduler`` address, ``cluster="local:N"``, or in-process),
+mirrors the input layout in its output, writes ``summary.csv`` (every position: done / skipped / failed and
+why) and resumes: a rerun skips what an earlier run finished (see :mod:`stainfree.execute`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stainfree.execute.positions import Position, find_positions, input_layout
+from stainfree.execute.records import local_dask, parse_cluster
+
+__all__ = ["input_layout", "predict_job", "quantify_job", "segment_job"]
+
+
+# ----- position tasks (module level: the workers import them by name) -----------------------------------
+
+
+@local_dask
+def _predict_position(source: str, output: str, *, bundles: list[str], plate: bool, options: dict) -> str:
+    from stainfree.execute.cluster import cached_bundle
+    from stainfree.inference.collection import predict_collection_file
+    from stainfree.inference.predict import predict_file, predict_with_bundle
+
+    if plate:
+        import numpy as np
+
+        from stainfree.io.readers import read_image
+        from stainfree.io.writers import write_ome_zarr
+
+        image, meta = read_image(source, intensities=True)
+        opts = {k: v for k, v in options.items() if k != "progress"}
+        pred, m = predict_with_bundle(cached_bundle(bundles[0]), np.asarray(image), meta, **opts)
+        write_ome_zarr(output, pred, m.axes, m.voxel_size_um, list(m.channel_names), ngff_version="0.5")
+    elif len(bundles) == 1:
+        predict_file(cached_bundle(bundles[0]), source, output, **options)
+    else:
+        predict_collection_file([cached_bundle(b) for b in bundles], source, output, **options)
+    return output
+
+
+@local_dask
+def _segment_position(source: str, output: str, *, bundles: list[str], plate: bool, options: dict) -> str:
+    from stainfree.execute.cluster import cached_bundle
+    from stainfree.workflows.organelles import segment
+
+    # a plate's fields are all called 0, 1, ...: their files are named after row, column and field
+    name = "_".join(Path(output).parts[-3:]) if plate else None
+    segment(source, [cached_bundle(b) for b in bundles], output, name=name, **options)
+    return output
+
+
+@local_dask
+def _quantify_position(source: str, output: str, *, config: Any) -> str:
+    from stainfree.workflows.quantify import quantify
+
+    quantify(source, output, config=config)
+    return output
+
+
+# ----- helpers ---------------------------------------------------------------------------------------------
+
+
+def _bundle_paths(spec: str | Path | Sequence[str | Path]) -> list[str]:
+    """Bundle folders from a bundle, a folder of bundles or a list of bundles (resolved paths)."""
+    from stainfree.errors import InputError
+
+    if not isinstance(spec, (str, os.PathLike)):
+        return [p for s in spec for p in _bundle_paths(s)]
+    p = Path(spec)
+    if (p / "bundle.yaml").is_file():
+        return [str(p.resolve())]
+    found = (
+        sorted(str(q.resolve()) for q in p.iterdir() if (q / "bundle.yaml").is_file()) if p.is_dir() else []
+    )
+    if not found:
+        raise InputError(p, "no model bundles (folders with bundle.yaml) here")
+    return found
+
+
+def _stamps(paths: list[str]) -> list[Any]:
+    from stainfree.execute.records import file_stamp
+
+    return [file_stamp(p) for p in paths]
+
+
+def _run_job(
+    positions: list[Position],
+    task: Any,
+    out_dir: Path,
+    outputs: dict[str, str],
+    scheduler: str | None,
+    cluster: str | None,
+    settings: dict[str, Any],
+    progress: bool,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    from stainfree.execute.cluster import open_client
+    from stainfree.execute.positions import run_positions
+    from stainfree.lock import output_lock
+
+    with output_lock(out_dir), open_client(scheduler, cluster) as client:
+        table = run_positions(
+            client, positions, task, out_dir, outputs, settings=settings, progress=progress, **kwargs
+        )
+    return {"output": out_dir, "summary": out_dir / "summary.csv", "table": table}
+
+
+def _make_plate(source: Path, out: Path, positions: list[Position]) -> None:
+    """An empty NGFF 0.5 plate at ``out`` with the wells and fields of ``source``'s plate."""
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_plate_metadata, write_well_metadata
+
+    from stainfree.execute.positions import _attrs
+
+    plate = _attrs(source).get("plate", {})
+    rows = [str(r["name"]) for r in plate.get("rows", [])]
+    cols = [str(c["name"]) for c in plate.get("columns", [])]
+    wells = sorted({p.key.rsplit("/", 1)[0] for p in positions})
+    root = zarr.open_group(str(out), mode="a", zarr_format=3)
+    write_plate_metadata(root, rows, cols, wells, fmt=FormatV05(), name=out.name.split(".")[0])
+    for well in wells:
+        fields = [p.key.rsplit("/", 1)[1] for p in positions if p.key.rsplit("/", 1)[0] == well]
+        write_well_metadata(root.require_group(well), fields, fmt=FormatV05())
+
+
+# ----- jobs -----------------------------------------------------------------------------------------------
+
+
+def predict_job(
+    bundles: str | Path | Sequence[str | Path],
+    input: str | Path,
+    output: str | Path,
+    *,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    tile: list[int] | None = None,
+    overlap: float = 3 / 16,  # inference.windows.DEFAULT_OVERLAP (not imported: api stays light)
+    sw_batch_size: int = 1,
+    bf16: bool | None = None,
+    device: str = "cpu",
+    block_voxels: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predict one huge image as blocks, or every image of a plate, folder or glob, on a Dask cluster.
+
+    Parameters
+    ----------
+    bundles : path or list of paths
+        Model bundle(s); several make a multi-structure image per position (not for plates or blocks).
+    input : path or glob
+        One image, an HCS OME-Zarr plate, a folder of images or a quoted glob pattern.
+    output : path
+        One image: ``.ome.zarr`` (predicted as resumable blocks when the bundle allows it) or ``.ome.tif``.
+        Many: a folder mirroring the input (``<stem>.ome.tif``, ``.ome.zarr`` for Zarr inputs), or for a
+        plate an NGFF 0.5 plate ``.ome.zarr`` with the same wells and fields; ``summary.csv`` in it.
+    scheduler, cluster : str, optional
+        A scheduler address, or ``local:N`` worker processes of one thread each; default in-process.
+    tile, overlap, sw_batch_size, bf16, device
+        See :class:`stainfree.config.PredictConfig`.
+    block_voxels : int, optional
+        Largest block of the block engine, with its halo (default that of predict_array).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        ``{"image": path, "blocks": BlockRun}`` for one image; ``{"output", "summary", "table"}`` for many.
+    """
+    from stainfree.config import PredictConfig, validate
+    from stainfree.errors import InputError
+    from stainfree.inference.windows import native_bf16
+
+    parse_cluster(cluster)
+    cfg = validate(
+        PredictConfig,
+        {"tile": tile, "overlap": overlap, "sw_batch_size": sw_batch_size, "bf16": bf16, "device": device},
+        source="predict options",
+    )
+    paths = _bundle_paths(bundles)
+    options: dict[str, Any] = {
+        "roi_size": tuple(cfg.tile) if cfg.tile else None,
+        "overlap": cfg.overlap,
+        "sw_batch_size": cfg.sw_batch_size,
+        "bf16": native_bf16(cfg.device) if cfg.bf16 is None else cfg.bf16,  # the same default as predict
+        "device": cfg.device,
+    }
+    out = Path(output)
+    layout, positions = find_positions(input)
+    if layout == "file":
+        return _predict_one(paths, Path(input), out, scheduler, cluster, options, block_voxels, progress)
+    if layout == "plate":
+        if len(paths) > 1:
+            raise InputError(input, "a plate is predicted with one bundle at a time")
+        outputs = {p.key: str(out / p.key) for p in positions}
+    else:
+        outputs = {
+            p.key: str(out / f"{p.key}.ome.{'zarr' if p.source.rstrip('/').endswith('.zarr') else 'tif'}")
+            for p in positions
+        }
+    from stainfree.lock import output_lock
+
+    with output_lock(out):
+        if layout == "plate":
+            _make_plate(Path(input), out, positions)
+    settings = {"bundles": _stamps(paths), "options": options}
+    return _run_job(
+        positions,
+        _predict_position,
+        out,
+        outputs,
+        scheduler,
+        cluster,
+        settings,
+        progress,
+        bundles=paths,
+        plate=layout == "plate",
+        options={**options, "progress": False},
+    )
+
+
+def _predict_one(
+    paths: list[str],
+    source: Path,
+    out: Path,
+    scheduler: str | None,
+    cluster: str | None,
+    options: dict[str, Any],
+    block_voxels: int | None,
+    progress: bool,
+) -> dict[str, Any]:
+    from stainfree.atomic import PARTIAL_SUFFIX
+    from stainfree.execute.blocks import predict_blocks
+    from stainfree.execute.cluster import cached_bundle, open_client
+    from stainfree.inference.predict import streamable
+    from stainfree.io.readers import read_image
+    from stainfree.lock import output_lock
+
+    blocks = False
+    if len(paths) == 1 and out.name.lower().endswith(".zarr"):
+        _, meta = read_image(source, lazy=True)
+        blocks = streamable(cached_bundle(paths[0]).config, meta)
+    lock = output_lock(out.parent, name=f".{out.name}.stainfree.lock", stale=f".{out.name}.*{PARTIAL_SUFFIX}")
+    with lock, open_client(scheduler, cluster) as client:
+        if blocks:
+            run = predict_blocks(
+                client, paths[0], source, out, max_block_voxels=block_voxels, progress=progress, **options
+            )
+            return {"image": run.path, "blocks": run}
+        opts = {**options, "progress": False}
+        client.submit(
+            _predict_position, str(source), str(out), bundles=paths, plate=False, options=opts
+        ).result()
+    return {"image": out}
+
+
+def segment_job(
+    input: str | Path,
+    bundles: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    catalog: str | Path | None = None,
+    threshold: float | None = None,
+    tta: bool = False,
+    alignment: str | tuple[float, float, float] = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Segment every Nile Red image of a plate, folder or glob on a Dask cluster.
+
+    Each position goes to ``<out_dir>/<stem>/`` (``<out_dir>/<row>/<column>/<field>/`` for a plate) with the
+    files :func:`stainfree.api.segment` writes; ``summary.csv`` lists every position. Other parameters as
+    :func:`stainfree.api.segment` and :func:`predict_job`.
+
+    Returns
+    -------
+    dict
+        ``output`` folder, ``summary`` CSV path and the summary ``table``.
+    """
+    parse_cluster(cluster)
+    paths = _bundle_paths(bundles)
+    layout, positions = find_positions(input)
+    out = Path(out_dir)
+    outputs = {p.key: str(out / p.key) for p in positions}
+    options: dict[str, Any] = {"catalog": catalog, "tta": tta, "alignment": alignment}
+    if threshold is not None:
+        options["threshold"] = threshold
+    settings = {"bundles": _stamps(paths), "options": options}
+    return _run_job(
+        positions,
+        _segment_position,
+        out,
+        outputs,
+        scheduler,
+        cluster,
+        settings,
+        progress,
+        bundles=paths,
+        plate=layout == "plate",
+        options=options,
+    )
+
+
+def _masks_source(path: Path) -> Path:
+    """A segment output folder stands for its ``*_masks`` image."""
+    if path.is_dir() and not path.name.endswith(".zarr"):
+        found = sorted(path.glob("*_masks.ome.tif")) + sorted(path.glob("*_masks.ome.zarr"))
+        if found:
+            return found[0]
+    return path
+
+
+def quantify_job(
+    input: str | Path,
+    out_dir: str | Path,
+    *,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    config: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Quantify every mask image of a folder or glob (or every position of a :func:`segment_job` output) on a
+    Dask cluster: tables and figures of each go to ``<out_dir>/<stem>/``; ``summary.csv`` lists every one.
+
+    Parameters
+    ----------
+    input : path or glob
+        A folder of mask images (``stainfree segment`` outputs, label maps...), a segment job's output folder
+        (one subfolder per position), or a quoted glob.
+    out_dir : path
+        The job's output folder.
+    scheduler, cluster : str, optional
+        As :func:`predict_job`.
+    config : QuantifyConfig or path, optional
+        Settings (:func:`stainfree.api.quantify`).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``output`` folder, ``summary`` CSV path and the summary ``table``.
+    """
+    from stainfree.config import QuantifyConfig, resolve
+    from stainfree.execute.positions import IMAGE_SUFFIXES
+
+    parse_cluster(cluster)
+    cfg = resolve(QuantifyConfig, config)
+
+    def accept(p: Path) -> bool:
+        if p.name.startswith(".") or p.name == "summary.csv":
+            return False
+        return _masks_source(p) != p or p.name.lower().endswith(IMAGE_SUFFIXES)
+
+    _, found = find_positions(input, accept=accept)
+    positions = [Position(p.key, str(_masks_source(Path(p.source)))) for p in found]
+    out = Path(out_dir)
+    outputs = {p.key: str(out / p.key) for p in positions}
+    settings = {"config": cfg.model_dump(mode="json")}
+    return _run_job(
+        positions, _quantify_position, out, outputs, scheduler, cluster, settings, progress, config=cfg
+    )
