@@ -23,6 +23,8 @@ import numpy as np
 
 from stainfree.errors import InputError
 from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
+from stainfree.inference.predict import NormalizedView
+from stainfree.inference.predict import read_array as _read
 from stainfree.inference.windows import DEFAULT_OVERLAP
 
 WORK_SUFFIX = ".stainfree-resume"  # not the atomic writers' suffix: output_lock must not sweep it
@@ -64,29 +66,6 @@ def _input_czyx(path: str) -> Any:
             index = tuple(slice(None) if a in meta.axes else None for a in "CZYX")
             _INPUTS[path] = image[index]
         return _INPUTS[path]
-
-
-def _read(a: Any) -> np.ndarray:
-    return np.asarray(a.compute() if hasattr(a, "compute") else a)
-
-
-class _Normalized:
-    """Selected channels of a lazy (C, Z, Y, X) image, normalized as each block is read."""
-
-    def __init__(self, source: Any, channels: list[int], stats: list[dict[str, Any]]) -> None:
-        self.source, self.channels, self.stats = source, channels, stats
-        self.shape = (len(channels), *source.shape[1:])
-
-    def __getitem__(self, index: tuple) -> np.ndarray:
-        from stainfree.data.preprocess import apply_normalization
-
-        rest = index[1:]
-        return np.stack(
-            [
-                apply_normalization(_read(self.source[(c, *rest)]), s)
-                for c, s in zip(self.channels, self.stats, strict=True)
-            ]
-        )
 
 
 @local_dask
@@ -133,7 +112,7 @@ def predict_one_block(job: dict[str, Any], index: int) -> int:
 
     plan = BlockPlan(**{k: _tuples(v) for k, v in job["plan"].items()})
     bundle = cached_bundle(job["bundle"])
-    x = _Normalized(_input_czyx(job["input"]), job["channels"], job["stats"])
+    x = NormalizedView(_input_czyx(job["input"]), job["channels"], job["stats"])
     runner = window_runner(bundle.model, plan, **job["runner"])
     core = plan.cores[index]
     pred = predict_block(runner, x, plan, core)

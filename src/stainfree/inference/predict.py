@@ -344,7 +344,7 @@ def _streamable(cfg: Any, meta: ImageMeta) -> bool:
     )
 
 
-def _streaming_stats(x: Any, cfg: Any) -> list[dict[str, Any]]:
+def _streaming_stats(x: NormalizedView, cfg: Any) -> list[dict[str, Any]]:
     """Per-channel normalization statistics of a lazy (C, Z, Y, X) image, read chunk by chunk."""
     from stainfree.data.preprocess import normalize
 
@@ -352,7 +352,7 @@ def _streaming_stats(x: Any, cfg: Any) -> list[dict[str, Any]]:
         return [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in cfg.normalization_stats]
     stats = []
     for c in range(x.shape[0]):
-        channel = x[c]
+        channel = x.source[x.channels[c]]  # lazy: one channel, read plane by plane (x[c] would read them all)
         if cfg.normalization == "zscore":
             total, total_sq, n = 0.0, 0.0, 0
             for z in range(channel.shape[0]):
@@ -374,12 +374,17 @@ def _streaming_stats(x: Any, cfg: Any) -> list[dict[str, Any]]:
     return stats
 
 
-def _read(a: Any) -> np.ndarray:
+def read_array(a: Any) -> np.ndarray:
+    """A numpy array from an array or a lazy (dask) one."""
     return np.asarray(a.compute() if hasattr(a, "compute") else a)
 
 
-class _Normalized:
-    """A lazy (C, Z, Y, X) view that selects channels and normalizes whatever block is read from it."""
+_read = read_array
+
+
+class NormalizedView:
+    """A lazy (C, Z, Y, X) view that selects channels and normalizes whatever block ``[:, z, y, x]`` is read
+    from it (``stats``: one normalization per selected channel)."""
 
     def __init__(self, source: Any, channels: list[int], stats: list[dict[str, Any]]) -> None:
         self.source, self.channels, self.stats = source, channels, stats
@@ -429,8 +434,8 @@ def _predict_streaming(
     index = tuple(slice(None) if a in meta.axes else None for a in "CZYX")
     czyx = image[index]
     channels = channel_indices(cfg.signal_channels, meta.channel_names, czyx.shape[0], meta.path or "image")
-    x = _Normalized(czyx, channels, [])
-    x.stats = _streaming_stats(_Normalized(czyx, channels, [{"method": "none"}] * len(channels)), cfg)
+    x = NormalizedView(czyx, channels, [])
+    x.stats = _streaming_stats(NormalizedView(czyx, channels, [{"method": "none"}] * len(channels)), cfg)
     dims = 2 if cfg.input_mode == "2d" else 3
     roi = kwargs.pop("roi_size") or default_bundle_roi(cfg)
     if not isinstance(roi, int) and len(roi) > dims:
