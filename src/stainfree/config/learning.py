@@ -331,9 +331,9 @@ class TrainConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
     precision: Literal["auto", "32", "bf16-mixed"] = Field(
         "auto",
-        description="Numerical precision: 'auto' is bf16 mixed precision where the device computes bf16 "
-        "natively (a GPU that supports it; a CPU with AVX512-BF16 or AMX; weights and the average stay "
-        "float32), 32-bit otherwise.",
+        description="Numerical precision: 'auto' is bf16 mixed precision on a GPU that computes bf16 "
+        "(weights and the average stay float32), 32-bit otherwise (bf16-mixed on a CPU diverged to NaN in "
+        "the demo's 3D nets; ask for it explicitly to try).",
     )
     accelerator: str = Field("auto", description="Lightning accelerator ('cpu', 'gpu', 'auto').")
     devices: int | str | list[int] = Field("auto", description="Lightning devices.")
