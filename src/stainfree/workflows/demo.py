@@ -319,16 +319,19 @@ def _demo_timelapse(cfg: DemoConfig, out: Path, bundles: list[Path]) -> Any:
     contacts = contacts[~contacts["structure_a"].isin(bulk) & ~contacts["structure_b"].isin(bulk)]
     counts = found.groupby(["structure", "kind"]).size().rename("events").reset_index()
     truth = pd.read_csv(field / "events.csv") if (field / "events.csv").exists() else pd.DataFrame()
+    played = truth["kind"].value_counts().to_dict() if len(truth) else {}
+    size = " x ".join(map(str, cfg.timelapse_shape))
+    asked = " / ".join(map(str, cfg.timelapse_events))
     text = (
-        f"One simulated field of {n_t} frames ({' x '.join(map(str, cfg.timelapse_shape))} voxels) with "
-        f"{cfg.timelapse_events[0]} mitochondrial fissions, {cfg.timelapse_events[1]} fusions and "
-        f"{cfg.timelapse_events[2]} organelle contacts played at known frames"
-        f"{'' if events else ' (too few frames: none played)'}. The organelle networks segment it frame by "
-        "frame (memory: one frame); objects are tracked by overlap, with fission, fusion and contact events; "
-        "the movie is the in-silico multi-colour image (each compartment's mask times the Nile Red "
-        "intensity, in the catalog colours). The demo's networks cover lipid droplets, plasma membrane and "
-        "the cell volumes only, so mitochondrial events need the MITO network (benchmarks/timelapse.py "
-        "scores events from the true masks)."
+        f"One simulated field of {n_t} frames ({size} voxels) in which the simulator played "
+        f"{played.get('fission', 0)} mitochondrial fission(s), {played.get('fusion', 0)} fusion(s) and "
+        f"{played.get('contact', 0)} organelle contact(s) at known frames (asked for {asked}: each event "
+        "needs room around it). The organelle networks segment it frame by frame (memory: one frame); "
+        "objects are tracked by overlap, with fission, fusion and contact events; the movie is the in-silico "
+        "multi-colour image (each compartment's mask times the Nile Red intensity, in the catalog colours). "
+        "The demo's networks cover lipid droplets, plasma membrane and the cell volumes only, so "
+        "mitochondrial events need the MITO network (benchmarks/timelapse.py scores events from the true "
+        "masks)." + ("" if len(counts) else " No organelle fission or fusion was found on this segmentation.")
     )
     section_tables = [("Fission and fusion events found on the segmentation (organelles)", counts)]
     if len(contacts):
