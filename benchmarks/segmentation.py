@@ -9,6 +9,13 @@ Measured in one run (small 2D attention U-Nets, the catalog recipe through the s
 * ratio-vs-intensity ablation (early endosomes, Golgi, mitochondria, lipid droplets): the same nets trained
   on intensity only;
 * MOC before and after fine-tuning on a second microscope profile (widefield, spread cells);
+* per mitotic phase (:mod:`stainfree.simulate.mitosis`): extra held-out fields of each of the five phases
+  (all cells of a field in one phase, so every phase is covered), segmented by the same nets (trained on
+  interphase cells only); pixel F1 of each
+  structure restricted to the voxels of each phase's cells (the simulator's ``cells`` map and each cell's
+  ``phase`` in field.json; the extracellular class lies outside every cell and is not scored per phase; a
+  structure with no truth voxels in a phase, e.g. the nucleus in metaphase, gets no F1 there, only the
+  fraction of that phase's cell voxels the net calls it, ``phase_absent_fp``);
 * segmentation throughput (voxels/s) of the catalog runner (tiled, Gaussian-blended) against a
   tile-and-stitch baseline without overlap or blending, on the same bundles and field;
 * real nuclei (``/work/shared/data/nuclei_3d``, skipped when absent): a nucleus net trained on the
@@ -49,6 +56,7 @@ FULL = {
     "n_train": 8,  # 6 train + 2 val
     "n_test": 2,
     "n_second": 3,  # second microscope: 2 for fine-tuning, 1 test
+    "n_phase": 2,  # held-out fields per mitotic phase (2-3 cells each)
     "steps": 1500,
     "ft_steps": 100,
     "patch": [64, 64],
@@ -66,6 +74,7 @@ QUICK = {
     "n_train": 2,
     "n_test": 1,
     "n_second": 2,
+    "n_phase": 1,
     "steps": 1,
     "ft_steps": 1,
     "patch": [32, 32],
@@ -121,6 +130,81 @@ def _fields(manifest: Path, splits: tuple[str, ...] | None = None) -> list[dict]
             }
         )
     return out
+
+
+def _phase_fields(manifest: Path) -> list[dict]:
+    """:func:`_fields` plus each field's cell map (ZYX) and the phase of each cell id (from field.json)."""
+    from stainfree.io.manifest import read_manifest
+    from stainfree.io.readers import read_image, read_json
+
+    df = read_manifest(manifest)
+    out = _fields(manifest)
+    for f, (_, row) in zip(out, df.iterrows(), strict=True):
+        cells, _ = read_image(row["cells"])
+        f["cells"] = np.asarray(cells)
+        f["phase_of"] = {int(c["cell"]): str(c["phase"]) for c in read_json(row["json"])["cells"]}
+    return out
+
+
+def _phase_scores(
+    fields: list[dict], bundles: Any, catalog: Any, compartments: list[str]
+) -> tuple[dict, dict, dict]:
+    """Pixel F1 per phase and structure inside each phase's cells, pooled over the fields.
+
+    Returns ``(f1, absent_fp, n_cells)``: phase -> structure -> F1 (structures with truth voxels in that
+    phase's cells), phase -> structure -> fraction of the phase's cell voxels predicted as a structure
+    that has no truth voxel there, and phase -> number of cells.
+    """
+    from stainfree.evaluate.metrics import f1
+    from stainfree.inference.segment import find_bundles, segment
+    from stainfree.simulate.mitosis import PHASES
+    from stainfree.types import compartment_id
+
+    bundles = find_bundles(bundles)
+    truths: dict[tuple[str, str], list] = {}
+    preds: dict[tuple[str, str], list] = {}
+    n_cells = dict.fromkeys(PHASES, 0)
+    for f in fields:
+        masks, _ = segment(bundles, f["nilered"], f["meta"], catalog=catalog.catalog_version)
+        for phase in PHASES:
+            ids = [k for k, p in f["phase_of"].items() if p == phase]
+            inside = np.isin(f["cells"], ids) if ids else np.zeros(f["cells"].shape, bool)
+            n_cells[phase] += len(ids)
+            if not inside.any():
+                continue
+            for c in compartments:
+                truths.setdefault((phase, c), []).append(_truth(f["labels"], c, catalog)[inside])
+                preds.setdefault((phase, c), []).append(masks[compartment_id(c) - 1][inside])
+    table: dict[str, dict] = {}
+    absent: dict[str, dict] = {}
+    for (phase, c), ts in truths.items():
+        t, p = np.concatenate(ts).astype(bool), np.concatenate(preds[(phase, c)]).astype(bool)
+        if t.any():
+            table.setdefault(phase, {})[c] = f1(t, p)
+        else:
+            absent.setdefault(phase, {})[c] = float(p.mean())
+    return table, absent, {p: n for p, n in n_cells.items() if n}
+
+
+def _phase_figure(path: Path, phase_f1: dict, compartments: list[str]) -> Path:
+    """Heatmap of F1, structures (rows) x phases (columns); blank where a structure is absent."""
+    from stainfree.evaluate.figures import _pyplot, save_figure
+
+    plt = _pyplot()
+    phases = list(phase_f1)
+    grid = np.array([[phase_f1[p].get(c, np.nan) for p in phases] for c in compartments], float)
+    fig, ax = plt.subplots(figsize=(1.2 * len(phases) + 3, 0.32 * len(compartments) + 1.4))
+    im = ax.imshow(np.ma.masked_invalid(grid), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            text = "absent" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}"
+            colour = "black" if np.isnan(grid[i, j]) or grid[i, j] > 0.6 else "white"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(range(len(phases)), phases, rotation=20, ha="right")
+    ax.set_yticks(range(len(compartments)), [c.replace("_", " ") for c in compartments], fontsize=8)
+    ax.set_title("Pixel F1 inside the cells of each mitotic phase", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04, label="F1")
+    return save_figure(fig, path)
 
 
 def _truth(labels: np.ndarray, compartment: str, catalog: Any) -> np.ndarray:
@@ -325,6 +409,7 @@ def run(quick: bool) -> dict[str, Any]:
     from stainfree.evaluate.figures import plot_segmentation_bars
     from stainfree.inference.segment import write_segmentation
     from stainfree.io.atomic import write_bytes
+    from stainfree.simulate.mitosis import PHASES
     from stainfree.types import COMPARTMENTS
 
     s = QUICK if quick else FULL
@@ -348,6 +433,18 @@ def run(quick: bool) -> dict[str, Any]:
             cell_shape="spread",
             val_fraction=1 / s["n_second"],
         )
+        phase_ms = [
+            _simulate(
+                work / "phases" / p,
+                s["n_phase"],
+                s["shape"],
+                s["cells"],
+                seed=3000 + i,
+                val_fraction=0.0,
+                phases=[p],
+            )
+            for i, p in enumerate(PHASES)
+        ]
         timings["simulate_s"] = time.perf_counter() - t0
         over = {
             "spatial_dims": 2,
@@ -401,6 +498,20 @@ def run(quick: bool) -> dict[str, Any]:
         inten = test[0]["nilered"][:2].astype(np.float32).mean(axis=0)
         paths = write_segmentation(work / "overlay", first["masks"], first["labels"], inten, name="heldout")
         write_bytes(RESULTS / f"segmentation_overlay{tag}.png", paths["overlay"].read_bytes())
+        # 1b. per mitotic phase: the same nets on held-out fields of all five phases
+        t0 = time.perf_counter()
+        per_phase = [c for c in COMPARTMENTS if c != "extracellular"]
+        phase_f1, absent_fp, n_cells = _phase_scores(
+            [f for m in phase_ms for f in _phase_fields(m)], work / "ratio", catalog, per_phase
+        )
+        results["phase_f1"] = phase_f1
+        results["phase_absent_fp"] = absent_fp
+        results["phase_n_cells"] = n_cells
+        results["phase_mean_f1"] = {p: float(np.mean(list(v.values()))) for p, v in phase_f1.items()}
+        for p, v in results["phase_mean_f1"].items():
+            results[f"phase_{p}_mean_f1"] = v
+        _phase_figure(RESULTS / f"segmentation_phases{tag}.png", phase_f1, per_phase)
+        timings["phases_s"] = time.perf_counter() - t0
         # 2. ratio-vs-intensity ablation
         t0 = time.perf_counter()
         ablation = ["LD"] if quick else ABLATION
@@ -526,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     set_threads(args.threads)
     results = run(args.quick)
-    finish("segmentation", results, quick=args.quick, skip=("settings",))
+    skip = ("settings", "phase_f1", "phase_absent_fp", "phase_n_cells", "phase_mean_f1")
+    finish("segmentation", results, quick=args.quick, skip=skip)
     return 0
 
 
