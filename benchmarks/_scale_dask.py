@@ -262,7 +262,7 @@ def _resume_in_process(bundle: Path, src: Path) -> dict[str, float]:
 
 def plan_size(bundle: Path, src: Path) -> int:
     """Number of blocks of the resume job (the plan the CLI run makes)."""
-    from stainfree.inference.tiling import plan_blocks
+    from stainfree.inference.blockplan import plan_blocks
     from stainfree.io.readers import read_image
 
     image, _ = read_image(src, lazy=True)

@@ -42,7 +42,7 @@ def _read(path):
 
 def test_blocks_equal_predict_array_and_are_chunks(volume, tmp_path, dask_address):
     from stainfree import api
-    from stainfree.inference.tiling import plan_blocks
+    from stainfree.inference.blockplan import plan_blocks
 
     bundle, inp, img = volume
     out = tmp_path / "out.ome.zarr"

@@ -107,8 +107,8 @@ def predict_one_block(job: dict[str, Any], index: int) -> int:
 
     from stainfree.atomic import write_text
     from stainfree.execute.cluster import cached_bundle
+    from stainfree.inference.blockplan import BlockPlan, predict_block, window_runner
     from stainfree.inference.predict import apply_activation
-    from stainfree.inference.tiling import BlockPlan, predict_block, window_runner
 
     plan = BlockPlan(**{k: _tuples(v) for k, v in job["plan"].items()})
     bundle = cached_bundle(job["bundle"])
@@ -212,8 +212,9 @@ def predict_blocks(
     import zarr
 
     from stainfree.execute.cluster import cached_bundle
+    from stainfree.inference.blockplan import plan_blocks
     from stainfree.inference.predict import default_bundle_roi, output_channel_names, streamable
-    from stainfree.inference.tiling import DEFAULT_BLOCK_VOXELS, plan_blocks
+    from stainfree.inference.tiling import DEFAULT_BLOCK_VOXELS
     from stainfree.io.arrays import channel_indices
     from stainfree.io.readers import read_image
 
