@@ -4,8 +4,9 @@ the Dask figures of ``_scale_dask.py`` when that module is present.
 (a) ``predict_vs_fnet_style``: voxels/s of predicting a 32 x 512 x 512 stack with the fnet-size network
     (fnet's U-Net: depth 4, 32 base channels, the same seeded weights on both sides) by stainfree's
     ``predict_array`` with the defaults a user of the CLI gets (32 x 256 x 256 tile, 3/16 overlap,
-    cross-fade blending, batch norms folded, bf16 autocast where the CPU computes bf16 natively, the
-    allocator setting of the CLI) against a re-implementation of fnet's in-memory ``predict_piecewise``
+    cross-fade blending, batch norms folded, bf16 autocast where the CPU computes bf16 natively, channels-last
+    activations, windows within the default 768 MiB activation budget (2 x 4 windows of 32 x 288 x 160 here),
+    the allocator setting of the CLI) against a re-implementation of fnet's in-memory ``predict_piecewise``
     (pieces of at most 32 x 512 x 512 overlapping by 16, triangular weights, one fp32 forward pass per piece
     under ``no_grad``; for this stack one piece). ``predict_peak_rss_mb``: the peak resident memory of
     stainfree's process. ``predict_agreement_r``: the two outputs compared (a random network: a check that

@@ -8,13 +8,16 @@ import torch
 
 from stainfree.inference.tiling import predict_array
 from stainfree.inference.windows import (
+    DEFAULT_WINDOW_MEMORY,
     axis_plan,
+    budget_tile,
     crossfade_weights,
     fold_batch_norms,
     native_bf16,
     prepare_model,
     processed_fraction,
     tile_plan,
+    window_voxel_budget,
 )
 from stainfree.models.unet import UNet
 
@@ -96,3 +99,52 @@ def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) ->
 def test_native_bf16_is_a_bool() -> None:
     assert isinstance(native_bf16("cpu"), bool)
     assert native_bf16("mps") is False
+
+
+def test_window_budget_follows_the_width_and_precision_of_the_network() -> None:
+    net = UNet(1, 1, spatial_dims=3, depth=2, base_channels=32)
+    bf16 = window_voxel_budget(net, bf16=True)
+    assert bf16 == DEFAULT_WINDOW_MEMORY // (6 * 32 * 2)
+    assert window_voxel_budget(net, bf16=False) == bf16 // 2
+    assert window_voxel_budget(UNet(1, 1, spatial_dims=3, depth=2, base_channels=8), bf16=True) == 4 * bf16
+    assert window_voxel_budget(net, bf16=True, memory=None) is None
+    assert window_voxel_budget(lambda t: t, bf16=True) is None  # a plain callable: no estimate
+
+
+def test_budget_splits_windows_only_where_they_exceed_it() -> None:
+    args = ((32, 528, 528), (32, 256, 256), 3 / 16, (16, 16, 16))
+    assert budget_tile(*args, None) == (32, 256, 256)
+    assert budget_tile(*args, 32 * 288 * 288) == (32, 256, 256)  # the windows fit: the plan is unchanged
+    # the fnet-size U-Net in bf16 (2.1 M voxels): the 2 x 2 windows of 288 become 2 x 4 of 288 x 160,
+    # 1.11x the voxels rather than Z split in three
+    size, starts, _ = tile_plan(*args, 2_097_152)
+    assert size == (32, 288, 160) and [len(s) for s in starts] == [1, 2, 4]
+    for budget in (1_000_000, 300_000, 50_000):
+        size, starts, weights = tile_plan(*args, budget)
+        assert int(np.prod(size)) <= budget
+        for n, sz, st, w in zip(args[0], size, starts, weights, strict=True):
+            assert st[0] == 0 and st[-1] + sz >= n
+            total = np.zeros(st[-1] + sz)
+            for a, ww in zip(st, w, strict=True):
+                total[a : a + sz] += ww
+            np.testing.assert_allclose(total[:n], 1.0, atol=1e-5)
+    # nothing fits: the smallest windows there are
+    size, _, _ = tile_plan(*args, 10)
+    assert size == tile_plan(args[0], (16, 16, 16), *args[2:])[0]
+
+
+def test_window_memory_changes_windows_but_not_the_result() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 1, 1))
+    x = np.random.default_rng(0).standard_normal((1, 12, 90, 70)).astype(np.float32)
+    kw = {"spatial_dims": 3, "roi_size": (16, 64, 64), "divisor": 4}
+    free = predict_array(net, x, window_memory=None, **kw)
+    # windows within the default budget of this thin network: the very same plan, the very same result
+    np.testing.assert_array_equal(predict_array(net, x, **kw), free)
+    shapes: list[tuple[int, ...]] = []
+    net.register_forward_pre_hook(lambda _m, a: shapes.append(tuple(a[0].shape[2:])))
+    # 6 copies of 4 channels of float32 = 96 bytes a voxel: at most 16 * 32 * 32 voxels a window, down to
+    # 16-voxel tiles (3-voxel overlaps: the net sees one voxel, which the cross-fades keep out)
+    small = predict_array(net, x, window_memory=96 * 16 * 32 * 32, **kw)
+    assert shapes and max(int(np.prod(s)) for s in shapes) <= 16 * 32 * 32
+    np.testing.assert_allclose(small, free, atol=1e-5)

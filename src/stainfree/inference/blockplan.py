@@ -20,7 +20,7 @@ from stainfree.inference.tiling import (
     _window_runner,
     default_roi_size,
 )
-from stainfree.inference.windows import DEFAULT_OVERLAP
+from stainfree.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW_MEMORY
 
 __all__ = ["BlockPlan", "plan_blocks", "predict_block", "window_runner"]
 
@@ -109,6 +109,7 @@ def window_runner(
     bf16: bool = False,
     device: str = "cpu",
     compile: bool = False,
+    window_memory: int | None = DEFAULT_WINDOW_MEMORY,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The windowed inference :func:`predict_array` runs on each block of ``plan`` (same settings)."""
     import torch
@@ -125,4 +126,5 @@ def window_runner(
         device=device,
         divisor=plan.divisor,
         compile=compile,
+        window_memory=window_memory,
     )

@@ -128,20 +128,89 @@ def crossfade_weights(size: int, starts: Sequence[int]) -> list[np.ndarray]:
     return weights
 
 
-def tile_plan(
+def _axes_plan(
     shape: Sequence[int], tile: Sequence[int], overlap: float, divisor: Sequence[int]
+) -> tuple[tuple[int, ...], list[list[int]]]:
+    plans = [axis_plan(int(n), int(t), overlap, int(d)) for n, t, d in zip(shape, tile, divisor, strict=True)]
+    return tuple(size for size, _ in plans), [starts for _, starts in plans]
+
+
+#: What one more window costs when a block's windows are made smaller, in voxels processed (a heuristic).
+WINDOW_COST_VOXELS = 1 << 18
+
+
+def budget_tile(
+    shape: Sequence[int],
+    tile: Sequence[int],
+    overlap: float,
+    divisor: Sequence[int],
+    max_window_voxels: int | None,
+) -> tuple[int, ...]:
+    """The tile to plan a block's windows with so that no window exceeds ``max_window_voxels`` voxels.
+
+    ``tile`` itself where its windows fit (or without a limit); otherwise, among the tiles halved any number
+    of times per axis (down to the divisor), the one whose windows fit and whose plan costs least: the voxels
+    processed in all plus :data:`WINDOW_COST_VOXELS` a window (so that a plan of many thin windows, each
+    with its own borders, loses to one of a few near the limit; on a tie: the larger windows). Where no
+    tile fits, the one with the smallest windows.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Spatial shape of the block.
+    tile, overlap, divisor
+        As for :func:`tile_plan`.
+    max_window_voxels : int or None
+        Most voxels a window may hold; None: no limit.
+
+    Returns
+    -------
+    tuple of int
+        The tile to give :func:`tile_plan`.
+    """
+    tile = tuple(int(t) for t in tile)
+    if max_window_voxels is None:
+        return tile
+    size, _ = _axes_plan(shape, tile, overlap, divisor)
+    if int(np.prod(size)) <= max_window_voxels:
+        return tile
+    options = []
+    for t, d in zip(tile, divisor, strict=True):
+        values = {max(_round_up(t, d), d)}
+        while (v := max(_round_up(min(values) // 2, d), d)) < min(values):
+            values.add(v)
+        options.append(sorted(values, reverse=True))
+    best: tuple[tuple[bool, int, int], tuple[int, ...]] | None = None
+    for candidate in itertools.product(*options):
+        size, starts = _axes_plan(shape, candidate, overlap, divisor)
+        window = int(np.prod(size))
+        total = window * int(np.prod([len(s) for s in starts]))
+        cost = total + WINDOW_COST_VOXELS * (total // window)
+        fits = window <= max_window_voxels
+        key = (not fits, cost if fits else window, -window if fits else cost)
+        if best is None or key < best[0]:
+            best = (key, tuple(candidate))
+    assert best is not None
+    return best[1]
+
+
+def tile_plan(
+    shape: Sequence[int],
+    tile: Sequence[int],
+    overlap: float,
+    divisor: Sequence[int],
+    max_window_voxels: int | None = None,
 ) -> tuple[tuple[int, ...], list[list[int]], list[list[np.ndarray]]]:
     """The window plan of a block: window shape, starts per axis and 1D cross-fade weights per axis.
 
     See :func:`axis_plan` and :func:`crossfade_weights`; the windows are the product of the axes' starts.
+    With ``max_window_voxels`` the tile is first shrunk where its windows would be larger
+    (:func:`budget_tile`).
     """
-    sizes, starts, weights = [], [], []
-    for n, t, d in zip(shape, tile, divisor, strict=True):
-        size, s = axis_plan(int(n), int(t), overlap, int(d))
-        sizes.append(size)
-        starts.append(s)
-        weights.append(crossfade_weights(size, s))
-    return tuple(sizes), starts, weights
+    tile = budget_tile(shape, tile, overlap, divisor, max_window_voxels)
+    sizes, starts = _axes_plan(shape, tile, overlap, divisor)
+    weights = [crossfade_weights(size, s) for size, s in zip(sizes, starts, strict=True)]
+    return sizes, starts, weights
 
 
 def processed_fraction(
@@ -154,6 +223,57 @@ def processed_fraction(
 
 
 # ----- the network ----------------------------------------------------------------------------------------
+
+#: Memory the activations of one forward pass may take by default (:func:`window_voxel_budget`).
+DEFAULT_WINDOW_MEMORY = 768 << 20
+
+#: Activations of a window alive at once at a U-Net's peak, in tensors as wide as its first level: the
+#: full-resolution skip, the concatenation (2x) and a convolution's output, plus what the allocator keeps
+#: (measured: ~415 bytes a voxel at 32 channels in bf16, a process that keeps freed memory, 32 x 288 x 288).
+ACTIVATION_COPIES = 6
+
+
+def network_width(model: Any) -> int | None:
+    """Output channels of a network's first convolution (the width of a U-Net's full-resolution level);
+    None for a callable that is not a ``torch.nn.Module`` or has no convolution."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        return None
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return int(module.out_channels)
+    return None
+
+
+def window_voxel_budget(model: Any, *, bf16: bool, memory: int | None = DEFAULT_WINDOW_MEMORY) -> int | None:
+    """Most voxels one forward pass may hold so that its activations stay within ``memory`` bytes.
+
+    Estimated as :data:`ACTIVATION_COPIES` tensors of the network's first-level width
+    (:func:`network_width`), 2 bytes a value in bf16 and 4 otherwise. For the fnet-size U-Net (32 channels)
+    and the default 768 MiB: 2.1 M voxels in bf16 (windows of 32 x 288 x 160 for a 512 x 512 plane), 1.0 M
+    in float32.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+        The network.
+    bf16 : bool
+        Whether it runs under bfloat16 autocast.
+    memory : int or None
+        Bytes; None: no limit.
+
+    Returns
+    -------
+    int or None
+        Voxels (of all windows of a forward pass together), or None where there is no limit or the width of
+        the network is not known.
+    """
+    width = network_width(model) if memory is not None else None
+    if memory is None or width is None:
+        return None
+    per_voxel = ACTIVATION_COPIES * width * (2 if bf16 else 4)
+    return max(1, int(memory) // per_voxel)
 
 
 def native_bf16(device: str = "cpu") -> bool:
@@ -263,16 +383,20 @@ def run_windows(
     overlap: float,
     divisor: Sequence[int],
     batch: int,
+    max_voxels: int | None = None,
 ) -> Any:
     """Blend a network's outputs over the window plan of a (N, C, *spatial) float tensor.
 
     ``predict`` maps (B, C, *window) to (B, C_out, *window) float32. Windows go through it ``batch`` at a
     time (for N > 1, the N images of a window count towards the batch); returns (N, C_out, *spatial).
+    ``max_voxels``: most voxels of one forward pass (``batch`` windows together); windows are made smaller
+    where they would exceed it (:func:`budget_tile`).
     """
     import torch
 
     spatial = tuple(int(s) for s in tensor.shape[2:])
-    size, starts, weights = tile_plan(spatial, tile, overlap, divisor)
+    per_window = None if max_voxels is None else max(1, int(max_voxels) // max(1, int(batch)))
+    size, starts, weights = tile_plan(spatial, tile, overlap, divisor, per_window)
     pad = [max(s - n, 0) for s, n in zip(size, spatial, strict=True)]
     if any(pad):  # one window longer than the block on some axis: mirror (reflect where possible)
         arr = tensor.numpy()

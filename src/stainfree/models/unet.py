@@ -169,8 +169,10 @@ class UNet(nn.Module):
             skips.append(x)
             x = down(x)
         x = self.bottom(x)
-        for up, dec, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
-            x = dec(torch.cat([skip, up(x)], dim=1))
+        for up, dec in zip(self.ups, self.decoders, strict=True):
+            # the skip leaves the list as it is used: at inference it is freed once concatenated, before the
+            # decoder's convolutions run (the full-resolution skip is the largest activation there is)
+            x = dec(torch.cat([skips.pop(), up(x)], dim=1))
         return self.head(x)
 
     def encoder_modules(self) -> Iterator[nn.Module]:
