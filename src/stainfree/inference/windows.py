@@ -36,11 +36,13 @@ def axis_plan(length: int, tile: int, overlap: float, divisor: int = 1) -> tuple
     """Windows along one axis: their common size and their starts.
 
     Windows of ``tile`` to ``tile + ceil(overlap * tile)`` voxels (multiples of ``divisor``) that share at
-    least ``ceil(overlap * tile)`` voxels with each neighbour, evenly spaced from 0 to ``length`` on multiples
-    of ``divisor`` where that keeps the overlap (the last flush with the end); the size
-    whose windows process the fewest voxels in all is chosen (on a tie: one that needs no padding, then the
-    larger). An axis no longer than one window gets one window of ``length`` rounded up to ``divisor`` (the
-    caller pads).
+    least ``ceil(overlap * tile)`` voxels with each neighbour, evenly spaced from 0 to ``length`` rounded up
+    to ``divisor`` (the last flush with that end), on multiples of ``divisor`` where that keeps the overlap;
+    the size whose windows process the fewest voxels in all is chosen (on a tie: one that needs no padding,
+    then the larger). An axis no longer than one window gets one window of ``length`` rounded up to
+    ``divisor``. Where ``length`` is not a multiple of ``divisor`` the windows reach beyond it and the caller
+    pads the axis at its end: every window's pooling grid then lines up with its neighbours' and with that
+    of one pass over the whole padded axis, the last window's included.
 
     Parameters
     ----------
@@ -61,25 +63,26 @@ def axis_plan(length: int, tile: int, overlap: float, divisor: int = 1) -> tuple
         Start of every window, evenly spaced.
     """
     tile = max(_round_up(tile, divisor), divisor)
-    if length <= tile:
-        return _round_up(length, divisor), [0]
+    padded = _round_up(length, divisor)
+    if padded <= tile:
+        return padded, [0]
     shared = int(math.ceil(overlap * tile))
     best: tuple[int, bool, int, int] | None = None  # (voxels processed, padded, -size, count)
     for size in range(tile, _round_up(tile + shared, divisor) + 1, divisor):
         if size <= shared:
             continue
-        count = max(2, int(math.ceil((length - shared) / (size - shared))))
-        if size >= length:
+        count = max(2, int(math.ceil((padded - shared) / (size - shared))))
+        if size >= padded:
             count = 1
-        key = (count * size, size > length, -size, count)
+        key = (count * size, size > padded, -size, count)
         if best is None or key < best:
             best = key
     assert best is not None
     size, count = -best[2], best[3]
     if count == 1:
-        return _round_up(length, divisor), [0]
-    span = length - size
-    # starts on multiples of the divisor (the last flush with the end): a U-Net that halves every axis
+        return padded, [0]
+    span = padded - size  # a multiple of the divisor, as the size is
+    # starts on multiples of the divisor (the last flush with the padded end): a U-Net that halves every axis
     # computes the same function on a window only when its pooling grid lines up with its neighbours'; one
     # more window where rounding would leave neighbours sharing less than the overlap
     for n in range(count, count + 4):
@@ -397,15 +400,23 @@ def run_windows(
     spatial = tuple(int(s) for s in tensor.shape[2:])
     per_window = None if max_voxels is None else max(1, int(max_voxels) // max(1, int(batch)))
     size, starts, weights = tile_plan(spatial, tile, overlap, divisor, per_window)
-    pad = [max(s - n, 0) for s, n in zip(size, spatial, strict=True)]
-    if any(pad):  # one window longer than the block on some axis: mirror (reflect where possible)
+    pad = [max(st[-1] + s - n, 0) for st, s, n in zip(starts, size, spatial, strict=True)]
+    # the windows reach beyond the block where an axis is shorter than the tile or not a multiple of the
+    # divisor: the block is extended at its end, in the plane (the last two axes) by mirroring it (reflect
+    # where possible), as at the image border; along Z likewise where the axis is shorter than the tile (a
+    # short stack fills its one window), otherwise with zeros, what a network's own convolutions see beyond
+    # a window (a focus series is not mirror-symmetric, and the planes next to the end are real image)
+    if any(pad):
         arr = tensor.numpy()
         for ax, p in enumerate(pad):
             if p:
                 width = [(0, 0)] * arr.ndim
                 width[ax + 2] = (0, p)
                 n = arr.shape[ax + 2]
-                arr = np.pad(arr, width, mode="reflect" if n > 1 and p < n else "symmetric")
+                if ax < len(pad) - 2 and n >= int(tile[ax]):
+                    arr = np.pad(arr, width, mode="constant")
+                else:
+                    arr = np.pad(arr, width, mode="reflect" if n > 1 and p < n else "symmetric")
         tensor = torch.from_numpy(np.ascontiguousarray(arr))
     full = tuple(s + p for s, p in zip(spatial, pad, strict=True))
     n_images = int(tensor.shape[0])
