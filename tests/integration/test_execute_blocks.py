@@ -22,7 +22,7 @@ def volume(tmp_path):
     return bundle, write_ome_zarr(tmp_path / "in.ome.zarr", img, "CZYX", (0.5, 0.2, 0.2)), img
 
 
-def _reference(bundle, img, overlap=3 / 16):  # the default overlap of predict and jobs
+def _reference(bundle, img, overlap=3 / 16, **kwargs):  # the default overlap of predict and jobs
     from stainfree.inference.tiling import predict_array
     from stainfree.models.bundle import load_bundle
 
@@ -30,7 +30,14 @@ def _reference(bundle, img, overlap=3 / 16):  # the default overlap of predict a
     xn = (img.astype(np.float32) - np.float32(x64.mean())) / np.float32(x64.std())
     model = load_bundle(bundle).model
     return predict_array(
-        model, xn, spatial_dims=3, roi_size=TILE, overlap=overlap, max_block_voxels=BLOCK_VOXELS, divisor=4
+        model,
+        xn,
+        spatial_dims=3,
+        roi_size=TILE,
+        overlap=overlap,
+        max_block_voxels=BLOCK_VOXELS,
+        divisor=4,
+        **kwargs,
     )
 
 
@@ -108,3 +115,24 @@ def test_resume_computes_only_unfinished_blocks(volume, tmp_path, dask_address):
         changed = predict_blocks(client, bundle, inp, out, overlap=0.4, **kw)
         assert changed.skipped == 0 and changed.computed == changed.total
         assert np.abs(_read(out) - _reference(bundle, img, overlap=0.4)).max() <= 1e-5
+
+
+def test_blocks_with_tta_equal_one_process(volume, tmp_path, dask_address):
+    from stainfree import api
+    from stainfree.io.readers import read_image
+
+    bundle, inp, img = volume
+    out = tmp_path / "tta.ome.zarr"
+    kw = {"tile": list(TILE), "block_voxels": BLOCK_VOXELS, "progress": False, "bf16": False}
+    result = api.predict_job(bundle, inp, out, scheduler=dask_address, tta=True, uncertainty=True, **kw)
+    assert result["blocks"].total >= 4
+    pred, meta = read_image(out)
+    assert meta.channel_names[1].endswith("_tta_spread")
+    ref = _reference(bundle, img, tta=True, uncertainty=True)
+    assert ref.shape[0] == 2 and np.abs(np.asarray(pred) - ref).max() <= 1e-5
+    plain = _reference(bundle, img)
+    assert np.abs(ref[:1] - plain).max() > 1e-4  # the views really were averaged
+    # a run without tta does not take the tta run's blocks for its own
+    again = api.predict_job(bundle, inp, out, scheduler=dask_address, **kw)
+    assert again["blocks"].computed == again["blocks"].total
+    assert np.abs(_read(out) - plain).max() <= 1e-5

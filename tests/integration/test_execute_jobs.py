@@ -94,6 +94,31 @@ def test_folder_with_a_bad_file_fails_only_that_position(tmp_path, dask_address)
     }
 
 
+def test_folder_job_with_tta_equals_one_process(tmp_path):
+    from fakes import random_bundle
+    from stainfree import api
+    from stainfree.errors import InputError
+    from stainfree.inference.predict import predict_with_bundle
+    from stainfree.io.readers import read_image
+    from stainfree.io.writers import write_ome_tiff
+
+    bundle = random_bundle(tmp_path)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    img = _image(5)
+    write_ome_tiff(folder / "field.ome.tif", img, "CZYX")
+    out = tmp_path / "out"
+    kw = {"tile": [4, 32, 32], "progress": False, "bf16": False}
+    result = api.predict_job(bundle, folder, out, tta=True, uncertainty=True, **kw)  # in-process
+    assert (result["table"]["status"] == "done").all()
+    pred, meta = read_image(out / "field.ome.tif")
+    ref, ref_meta = predict_with_bundle(bundle, img, None, roi_size=(4, 32, 32), tta=True, uncertainty=True)
+    assert meta.channel_names == ref_meta.channel_names and len(meta.channel_names) == 2
+    assert np.abs(np.asarray(pred) - ref).max() <= 1e-5
+    with pytest.raises(InputError, match="add tta"):
+        api.predict_job(bundle, folder, out, uncertainty=True, **kw)
+
+
 @pytest.fixture()
 def seg_bundles(tmp_path, constant_bundle):
     d = tmp_path / "bundles"

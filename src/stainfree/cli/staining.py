@@ -295,11 +295,6 @@ def predict_cmd(
     if len(paths) < 2:
         raise InputError(" ".join(map(str, paths)), "give at least one bundle and the input image")
     if scheduler or cluster or block_voxels or api.input_layout(paths[-1]) != "file":
-        if tta or uncertainty:
-            raise InputError(
-                "--tta",
-                "test-time augmentation is not available in jobs (--scheduler, --cluster, many files)",
-            )
         result = api.predict_job(
             [str(p) for p in paths[:-1]],
             str(paths[-1]),
@@ -313,6 +308,8 @@ def predict_cmd(
             device=device,
             block_voxels=block_voxels,
             progress=not quiet,
+            tta=tta,
+            uncertainty=uncertainty,
         )
         echo_job(result)
         return

@@ -186,6 +186,8 @@ def predict_blocks(
     max_block_voxels: int | None = None,
     max_blocks: int | None = None,
     progress: bool = False,
+    tta: bool = False,
+    uncertainty: bool = False,
 ) -> BlockRun:
     """Predict one image with a bundle as blocks on ``client``'s workers into an OME-Zarr (NGFF 0.5).
 
@@ -195,8 +197,9 @@ def predict_blocks(
         Where the blocks run (:func:`stainfree.execute.cluster.open_client`).
     bundle, input_path, output : path
         Model bundle, input image (read lazily by each worker), output ``.ome.zarr``.
-    roi_size, overlap, sw_batch_size, bf16, device
-        As for :func:`stainfree.inference.predict.predict_file`.
+    roi_size, overlap, sw_batch_size, bf16, device, tta, uncertainty
+        As for :func:`stainfree.inference.predict.predict_file` (``uncertainty``: with ``tta``, the spread
+        of the views follows as extra channels).
     max_block_voxels : int, optional
         Largest block with its halo (default that of predict_array); the blocks are the output's chunks.
     max_blocks : int, optional
@@ -246,8 +249,18 @@ def predict_blocks(
         max_block_voxels=max_block_voxels or DEFAULT_BLOCK_VOXELS,
     )
     keep_z = "Z" in meta.axes
-    names = output_channel_names(cfg)
-    runner = {"overlap": overlap, "sw_batch_size": sw_batch_size, "bf16": bf16, "device": device}
+    names = output_channel_names(cfg, uncertainty=uncertainty and tta)
+    runner: dict[str, Any] = {
+        "overlap": overlap,
+        "sw_batch_size": sw_batch_size,
+        "bf16": bf16,
+        "device": device,
+    }
+    # only where asked for: the settings are part of the run's fingerprint, which an earlier run must match
+    if tta:
+        runner["tta"] = True
+    if uncertainty and tta:
+        runner["uncertainty"] = True
     src = str(Path(input_path).resolve())
     description = {
         "input": file_stamp(input_path),

@@ -110,8 +110,11 @@ def window_runner(
     device: str = "cpu",
     compile: bool = False,
     window_memory: int | None = DEFAULT_WINDOW_MEMORY,
+    tta: bool = False,
+    uncertainty: bool = False,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """The windowed inference :func:`predict_array` runs on each block of ``plan`` (same settings)."""
+    """The windowed inference :func:`predict_array` runs on each block of ``plan`` (same settings; with
+    ``tta`` each window averaged over its views, with ``uncertainty`` too their spread as extra channels)."""
     import torch
 
     if isinstance(model, torch.nn.Module):
@@ -127,4 +130,6 @@ def window_runner(
         divisor=plan.divisor,
         compile=compile,
         window_memory=window_memory,
+        tta=tta,
+        uncertainty=uncertainty and tta,
     )

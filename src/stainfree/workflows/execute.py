@@ -147,6 +147,8 @@ def predict_job(
     device: str = "cpu",
     block_voxels: int | None = None,
     progress: bool = True,
+    tta: bool = False,
+    uncertainty: bool = False,
 ) -> dict[str, Any]:
     """Predict one huge image as blocks, or every image of a plate, folder or glob, on a Dask cluster.
 
@@ -168,6 +170,10 @@ def predict_job(
         Largest block of the block engine, with its halo (default that of predict_array).
     progress : bool
         Show progress bars.
+    tta, uncertainty : bool
+        Test-time augmentation, and the spread of its views as extra channels (one bundle), as in
+        :func:`stainfree.api.predict`: every window of every block or position is averaged over its flipped
+        and turned views.
 
     Returns
     -------
@@ -181,10 +187,22 @@ def predict_job(
     parse_cluster(cluster)
     cfg = validate(
         PredictConfig,
-        {"tile": tile, "overlap": overlap, "sw_batch_size": sw_batch_size, "bf16": bf16, "device": device},
+        {
+            "tile": tile,
+            "overlap": overlap,
+            "sw_batch_size": sw_batch_size,
+            "bf16": bf16,
+            "device": device,
+            "tta": tta,
+            "uncertainty": uncertainty,
+        },
         source="predict options",
     )
     paths = _bundle_paths(bundles)
+    if cfg.uncertainty and not cfg.tta:
+        raise InputError("predict options", "uncertainty is the spread of the test-time views: add tta")
+    if cfg.uncertainty and len(paths) > 1:
+        raise InputError("predict options", "uncertainty works with one bundle at a time")
     options: dict[str, Any] = {
         "roi_size": tuple(cfg.tile) if cfg.tile else None,
         "overlap": cfg.overlap,
@@ -192,6 +210,11 @@ def predict_job(
         "bf16": native_bf16(cfg.device) if cfg.bf16 is None else cfg.bf16,  # the same default as predict
         "device": cfg.device,
     }
+    # only where asked for: the options are part of a run's settings, which a rerun must match to resume
+    if cfg.tta:
+        options["tta"] = True
+    if cfg.uncertainty:
+        options["uncertainty"] = True
     out = Path(output)
     layout, positions = find_positions(input)
     if layout == "file":
