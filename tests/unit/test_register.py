@@ -107,3 +107,59 @@ def test_conjugate_simulation_is_seeded_and_its_truth_is_exact():
     em, fl = training_pair(field)
     assert em.shape == fl.shape == (128, 128)
     assert np.corrcoef(ndimage.gaussian_filter(em, 1).ravel(), field.mbp.ravel())[0, 1] < -0.3
+
+
+def _nucleus(size, seed, aspect=1.0):
+    """A textured ellipse of bright chromatin spots on zero: one labelled nucleus."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    spots = ndimage.gaussian_filter(rng.random((size, size)) > 0.97, 1.5).astype(np.float32) * 8
+    return np.where(np.hypot(yy * aspect, xx) < size / 2 - 2, spots + 0.1, 0).astype(np.float32)
+
+
+def _sparse_field(shape, seed, where):
+    """A dark field with a few labelled nuclei of different sizes and shapes at ``where`` (top-left row, col,
+    size, aspect)."""
+    out = np.zeros(shape, np.float32)
+    for k, (r, c, size, aspect) in enumerate(where):
+        out[r : r + size, c : c + size] += _nucleus(size, seed + k, aspect)
+    return out
+
+
+def test_ncc_refinement_registers_a_sparse_target_despite_a_hallucinated_nucleus():
+    """Two labelled nuclei in the tile's footprint; the "prediction" also shows a third nucleus the target
+    lacks and is blurred: the correlation-driven refinement places it within a pixel."""
+    target = _sparse_field(
+        (360, 420), 0, [(60, 80, 60, 1.0), (150, 190, 72, 1.5), (250, 300, 50, 1.2), (40, 330, 66, 0.8)]
+    )
+    truth = about_center((160, 160), 1.02, 6.0, (195.3, 160.6))
+    tile = ndimage.gaussian_filter(warp_into(target, truth, (160, 160), cval=0.0), 1.0)
+    tile[110:160, 5:55] += _nucleus(50, 77, 1.3)  # a nucleus the model made up
+    r = register(tile, target, refine="ncc", target_content=0.01)
+    assert r.converged, r.reason
+    assert mean_displacement_error(truth, r.transform, (160, 160)) < 1.0
+
+
+def test_ncc_refinement_refuses_an_ambiguous_placement():
+    """The same nucleus twice in the target: a tile showing only it fits both places equally."""
+    one = _nucleus(60, 5)
+    target = np.zeros((300, 400), np.float32)
+    target[40:100, 50:110] = one
+    target[180:240, 260:320] = one
+    tile = warp_into(target, about_center((100, 100), 1.0, 0.0, (79.5, 69.5)), (100, 100), cval=0.0)
+    r = register(tile, target, refine="ncc")
+    assert not r.converged
+    assert r.reason.startswith("ambiguous")
+
+
+def test_target_content_refuses_a_placement_on_empty_target():
+    """A faint texture everywhere and one bright region elsewhere: a tile of the texture alone matches
+    exactly, but nothing under it reaches half the target's maximum."""
+    target = 0.5 * _blobs((300, 300), seed=1)
+    target[10:60, 10:60] += 10.0
+    truth = about_center((100, 100), 1.0, 0.0, (200.0, 200.0))
+    tile = warp_into(target, truth, (100, 100))
+    assert register(tile, target).converged
+    r = register(tile, target, target_content=0.01)
+    assert not r.converged
+    assert "target content" in r.reason

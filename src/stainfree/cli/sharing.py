@@ -119,6 +119,14 @@ def register_cmd(
     smooth: Annotated[
         float, typer.Option("--smooth", help="Gaussian sigma (target px) on prediction and target first.")
     ] = 0.0,
+    refine: Annotated[
+        str,
+        typer.Option(
+            "--refine",
+            help="After the template match: 'flow' (optical flow + similarity fit; structure everywhere) "
+            "or 'ncc' (maximize the correlation; sparse targets such as a few labelled nuclei).",
+        ),
+    ] = "flow",
     device: Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-tile lines.")] = False,
 ) -> None:
@@ -131,6 +139,8 @@ def register_cmd(
     for p in paths:
         if not p.exists():
             raise InputError(p, "no such file")
+    if refine not in ("flow", "ncc"):
+        raise InputError("--refine", f"is 'flow' or 'ncc', not {refine!r}")
     written = api.register(
         paths[:-1],
         paths[-1],
@@ -142,6 +152,7 @@ def register_cmd(
         truth=truth,
         max_rotation_deg=max_rotation,
         smooth=smooth,
+        refine="ncc" if refine == "ncc" else "flow",
         device=device,
         progress=not quiet,
     )

@@ -9,7 +9,7 @@ modality from an EM tile (or, for same-modality data, the tile itself).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -17,7 +17,7 @@ from scipy import ndimage
 from skimage.transform import SimilarityTransform
 
 from stainfree.register.match import Match, match_candidates
-from stainfree.register.refine import flow_step, ncc
+from stainfree.register.refine import flow_step, ncc, ncc_refine
 from stainfree.register.transform import mean_displacement_error, params, warp_into
 
 
@@ -38,7 +38,8 @@ class Registration:
     inlier_fraction : float
         RANSAC inliers / flow points of the last refinement (0 when none ran).
     last_update_px : float
-        Mean displacement of the tile pixels by the last refinement, in target pixels.
+        Mean displacement of the tile pixels by the last flow refinement (``refine="ncc"``: by the whole
+        refinement from the template match), in target pixels.
     reason : str
         Why the test failed ("" when converged).
     """
@@ -110,6 +111,9 @@ def register(
     accept_score: float = 0.6,
     smooth: float = 0.0,
     residual_px: float = 1.0,
+    refine: Literal["flow", "ncc"] = "flow",
+    min_margin: float = 0.05,
+    target_content: float = 0.0,
 ) -> Registration:
     """Register a tile to a larger image of the same modality and about the same pixel size.
 
@@ -144,6 +148,19 @@ def register(
         matches the target only in its coarse features.
     residual_px : float
         RANSAC inlier distance (target pixels) of the similarity fit to the flow.
+    refine : {"flow", "ncc"}
+        How a template match is refined: optical flow + RANSAC similarity (the paper's method; for targets
+        with structure everywhere), or the similarity that maximizes the correlation directly
+        (:func:`~stainfree.register.refine.ncc_refine`; for sparse targets such as a few labelled nuclei,
+        where the flow has nothing to follow). ``"ncc"`` refines every candidate and tests the inlier-free
+        criteria below.
+    min_margin : float
+        ``"ncc"`` only, convergence: the best refined candidate's correlation exceeds that of every other
+        refined candidate placed elsewhere (more than 5 px away) by at least this (an ambiguous match fails).
+    target_content : float
+        Convergence: more than this fraction of the target pixels under the registered tile lie above half
+        the target's robust maximum (its 99.9th percentile, from its median): the content filter applied to
+        the target side, so that a tile is not "registered" onto empty background (0: off).
 
     Returns
     -------
@@ -156,6 +173,24 @@ def register(
         target = ndimage.gaussian_filter(target, smooth, mode="reflect")
     found = match_candidates(tile, target, angles=angles)
     margin = found[0].score - found[1].score if len(found) > 1 else 1.0
+    level = None
+    if target_content > 0:
+        finite = target[np.isfinite(target)]
+        bg, top = np.percentile(finite, (50.0, 99.9)) if finite.size else (0.0, 0.0)
+        level = float(bg + 0.5 * (top - bg))
+    if refine == "ncc":
+        r = _refine_ncc(
+            tile,
+            target,
+            found[: max(1, candidates)],
+            min_score,
+            min_margin,
+            max_scale_change,
+            target_content,
+            level,
+        )
+        r.extra["match_margin"] = margin
+        return r
     best: Registration | None = None
     for m in found[: max(1, candidates)]:
         r = _refine(
@@ -171,6 +206,8 @@ def register(
             max_scale_change,
             residual_px,
         )
+        if r.converged and level is not None:
+            r = _check_target_content(r, tile.shape, target, target_content, level)
         if best is None or (r.converged, r.score) > (best.converged, best.score):
             best = r
         if best.converged and best.score >= accept_score:
@@ -229,3 +266,61 @@ def _refine(
         reason=reason,
         extra={"match_angle_deg": m.angle_deg},
     )
+
+
+def _check_target_content(
+    r: Registration, shape: tuple[int, ...], target: np.ndarray, fraction: float, level: float
+) -> Registration:
+    """``r`` failed when too little of the target under the registered tile is above ``level``."""
+    under = warp_into(target, r.transform, shape)
+    found = content_fraction(under, level)
+    r.extra["target_content"] = found
+    if found > fraction:
+        return r
+    reason = f"target content {found:.3f} <= {fraction} under the registered tile"
+    return replace(r, converged=False, reason=reason, extra=r.extra)
+
+
+def _refine_ncc(
+    tile: np.ndarray,
+    target: np.ndarray,
+    found: Sequence[Match],
+    min_score: float,
+    min_margin: float,
+    max_scale_change: float,
+    target_content: float,
+    level: float | None,
+) -> Registration:
+    """Every template match refined by :func:`ncc_refine`; the best one and the convergence test."""
+    refined = [(m, *ncc_refine(tile, target, m.transform)) for m in found]
+    refined.sort(key=lambda x: -x[2])
+    m, t, score = refined[0]
+    others = [s for _, o, s in refined[1:] if mean_displacement_error(o, t, tile.shape) > 5.0]
+    margin = score - max(others) if others else 1.0
+    update = mean_displacement_error(m.transform, t, tile.shape)
+    reason = ""
+    if score < min_score:
+        reason = f"correlation {score:.2f} < {min_score}"
+    elif margin < min_margin:
+        reason = f"ambiguous: another placement correlates within {margin:.3f} (< {min_margin})"
+    elif abs(t.scale - 1.0) > max_scale_change:
+        reason = f"scale {t.scale:.3f} outside 1 +/- {max_scale_change}"
+    elif update > 0.25 * min(tile.shape):
+        reason = "the refinement moved the tile far from the template match"
+    r = Registration(
+        transform=t,
+        converged=not reason,
+        score=ncc(tile, warp_into(target, t, tile.shape)),
+        match_score=m.score,
+        inlier_fraction=0.0,
+        last_update_px=update,
+        reason=reason,
+        extra={
+            "match_angle_deg": m.angle_deg,
+            "refined_score": score,
+            "refined_margin": margin,
+        },
+    )
+    if r.converged and level is not None:
+        r = _check_target_content(r, tile.shape, target, target_content, level)
+    return r

@@ -18,7 +18,7 @@ from skimage.registration import optical_flow_ilk, optical_flow_tvl1
 from skimage.transform import SimilarityTransform
 
 from stainfree.register.match import zscore
-from stainfree.register.transform import mean_displacement_error, warp_into
+from stainfree.register.transform import compose, inverse, mean_displacement_error, similarity, warp_into
 
 
 @dataclass(frozen=True)
@@ -117,3 +117,67 @@ def flow_step(
     new = SimilarityTransform(matrix=np.asarray(model.params))
     update = mean_displacement_error(tile_to_target, new, tile.shape)
     return Fit(new, int(inl.sum()), int(len(pts)), update)
+
+
+def ncc_refine(
+    tile: np.ndarray,
+    target: np.ndarray,
+    tile_to_target: SimilarityTransform,
+    *,
+    sigmas: tuple[float, ...] = (4.0, 2.0),
+    max_evaluations: int = 400,
+) -> tuple[SimilarityTransform, float]:
+    """Refine a placement by maximizing the normalized cross-correlation directly, coarse to fine.
+
+    For targets whose structure is sparse (a few labelled nuclei in a dark field), where the optical flow has
+    nothing to follow over most of the tile: the similarity (shift, rotation and scale about the tile centre)
+    that maximizes the correlation of the tile and the target sampled through it is found with Powell's
+    method (:func:`scipy.optimize.minimize`) on Gaussian-smoothed copies, the coarsest first.
+
+    Parameters
+    ----------
+    tile : ndarray (h, w)
+        The tile (same modality as ``target``).
+    target : ndarray (H, W)
+    tile_to_target : SimilarityTransform
+        The starting placement (e.g. a template match).
+    sigmas : tuple of float
+        Gaussian sigmas (pixels) of the successive stages.
+    max_evaluations : int
+        Correlations computed per stage at most.
+
+    Returns
+    -------
+    transform : SimilarityTransform
+        The refined tile -> target transform.
+    score : float
+        Correlation of the tile and the target through it, at the last stage's smoothing.
+    """
+    from scipy import optimize
+
+    h, w = tile.shape
+    center = similarity(translation=((w - 1) / 2.0, (h - 1) / 2.0))
+    to_center = inverse(center)
+    t, score = tile_to_target, ncc(tile, warp_into(target, tile_to_target, tile.shape))
+    tile_f, target_f = np.nan_to_num(tile).astype(np.float32), np.nan_to_num(target).astype(np.float32)
+    for s in sigmas:
+        a = ndimage.gaussian_filter(tile_f, s) if s > 0 else tile_f
+        b = ndimage.gaussian_filter(target_f, s) if s > 0 else target_f
+        start = t
+
+        def placed(p: np.ndarray, start: SimilarityTransform = start) -> SimilarityTransform:
+            # shift (x, y) px, rotation (degrees) and log-scale (percent) about the tile centre
+            delta = compose(similarity(float(np.exp(0.01 * p[3])), float(p[2]), (p[0], p[1])), to_center)
+            return compose(start, compose(center, delta))
+
+        def cost(p: np.ndarray, a: np.ndarray = a, b: np.ndarray = b) -> float:
+            return -ncc(a, warp_into(b, placed(p), a.shape))
+
+        res = optimize.minimize(
+            cost,
+            np.zeros(4),
+            method="Powell",
+            options={"xtol": 0.05, "ftol": 1e-4, "maxfev": int(max_evaluations)},
+        )
+        t, score = placed(np.asarray(res.x)), -float(res.fun)
+    return t, score

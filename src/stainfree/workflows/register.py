@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -158,6 +158,7 @@ def register_tile(
     content_fraction: float = 0.01,
     check_content: bool = True,
     smooth: float = 0.0,
+    refine: Literal["flow", "ncc"] = "flow",
 ) -> TileResult:
     """Filter a predicted tile by content and register it in the target.
 
@@ -178,6 +179,10 @@ def register_tile(
         Apply the content filter.
     smooth : float
         Gaussian sigma (target pixels) applied to prediction and target before registering.
+    refine : {"flow", "ncc"}
+        See :func:`stainfree.register.register`; the target side passes the same content filter (more than
+        ``content_fraction`` of the target under the registered tile above half its robust maximum) when
+        ``check_content``.
 
     Returns
     -------
@@ -194,7 +199,15 @@ def register_tile(
     if check_content and not has_content(prediction, top, background=bg, fraction=content_fraction):
         row.update(skipped=True, converged=False, reason="too little content")
         return TileResult(row, None, prediction, None)
-    reg = register(prediction, target_z, angles=angles, smooth=smooth, residual_px=max(1.0, smooth))
+    reg = register(
+        prediction,
+        target_z,
+        angles=angles,
+        smooth=smooth,
+        residual_px=max(1.0, smooth),
+        refine=refine,
+        target_content=content_fraction if check_content else 0.0,
+    )
     tile_to_target = compose(reg.transform, inverse(prediction_to_tile))
     row.update({"skipped": False, **reg.summary(), **params(tile_to_target)})
     return TileResult(row, tile_to_target, prediction, reg)
@@ -213,6 +226,7 @@ def register(
     max_rotation_deg: float = 10.0,
     content_fraction: float = 0.01,
     smooth: float = 0.0,
+    refine: Literal["flow", "ncc"] = "flow",
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Path]:
@@ -248,6 +262,11 @@ def register(
     smooth : float
         Gaussian sigma (target pixels) applied to prediction and target before registering (for predictions
         that match the target only coarsely).
+    refine : {"flow", "ncc"}
+        ``"flow"``: optical flow + RANSAC similarity after the template match (the paper's method, for
+        targets with structure everywhere); ``"ncc"``: the similarity that maximizes the correlation, every
+        candidate match refined and an ambiguous best refused
+        (for sparse targets, e.g. a few labelled nuclei).
     device : str
         Prediction device.
     progress : bool
@@ -311,6 +330,7 @@ def register(
             angles=angles,
             content_fraction=content_fraction,
             smooth=smooth,
+            refine=refine,
         )
         row = {"tile": path.name, "factor": factor, **res.row}
         if res.registration is None or res.tile_to_target is None:
@@ -352,7 +372,7 @@ def register(
         rows.append(row)
         if progress:
             err = f", error {row['error_px']:.2f} px" if "error_px" in row else ""
-            state = "converged" if reg.converged else "not converged"
+            state = "converged" if reg.converged else f"not converged: {reg.reason}"
             print(f"{path.name}: {state} (score {reg.score:.2f}{err})")
     df: pd.DataFrame = pd.DataFrame(rows)
     table = write_table(out / "registration.csv", df)
