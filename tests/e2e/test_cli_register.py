@@ -77,3 +77,18 @@ def test_cli_register_errors_are_one_line(case, tmp_path):
     too_big = runner.invoke(app, ["register", str(big), target, "--no-predict", "--out", str(tmp_path / "o")])
     assert too_big.exit_code == 2
     assert "does not fit" in too_big.output and len(too_big.output.strip().splitlines()) == 1
+
+
+def test_cli_register_ncc_refinement_recovers_the_known_transform(case, tmp_path):
+    tiles = sorted((case / "if_tiles").glob("*.ome.tif"))
+    out = tmp_path / "reg_ncc"
+    args = ["register", *map(str, tiles), str(case / "if.ome.tif"), "--no-predict", "--out", str(out)]
+    res = runner.invoke(
+        app, [*args, "--truth", str(case / "if_tiles" / "truth.json"), "--refine", "ncc", "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "registration.csv")
+    assert table["converged"].all()
+    assert (table["error_px"] < 0.5).all()
+    bad = runner.invoke(app, [*args, "--refine", "sift"])
+    assert bad.exit_code == 2 and "--refine" in bad.output and len(bad.output.strip().splitlines()) == 1
