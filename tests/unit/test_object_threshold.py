@@ -56,15 +56,17 @@ def test_choose_threshold_best_pooled_f1_closest_to_half():
 
     truth = np.zeros((1, 1, 32, 32), np.float32)
     truth[0, 0, 8:16, 8:16] = 1
-    prob = np.where(truth > 0, 0.82, 0.6).astype(np.float32)  # negatives at 0.6 -> best from 0.65
+    prob = np.where(truth > 0, 0.82, 0.6).astype(np.float32)  # negatives at 0.6 -> best from 0.62
     val = PreparedImages(signals=[prob], targets=[truth])
     t, table = choose_threshold(Logit(), val, 2, (16, 16))
-    assert t == pytest.approx(0.65)
+    assert t == pytest.approx(0.62)
+    assert THRESHOLD_GRID[0] == 0.02 and THRESHOLD_GRID[-1] == 0.98 and len(THRESHOLD_GRID) == 49
     assert [r["threshold"] for r in table] == list(THRESHOLD_GRID)
     by = {r["threshold"]: r for r in table}
-    assert by[0.65]["f1"] == pytest.approx(1.0)
+    assert by[0.62]["f1"] == pytest.approx(1.0) and by[0.8]["f1"] == pytest.approx(1.0)
+    assert by[0.84]["f1"] == 0.0
     assert by[0.5]["precision"] == pytest.approx(64 / 1024)
-    assert by[0.85]["recall"] == 0.0
+    assert by[0.86]["recall"] == 0.0
 
 
 def test_segment_uses_each_bundles_threshold_unless_given(tmp_path, constant_bundle):

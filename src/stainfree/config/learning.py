@@ -479,7 +479,7 @@ class BundleConfig(StrictModel):
         None,
         gt=0.0,
         lt=1.0,
-        description="Binary nets: probability threshold chosen at export (best pooled F1 over 0.10..0.90 on "
+        description="Binary nets: probability threshold chosen at export (best pooled F1 over 0.02..0.98 on "
         "the whole validation images; the table is in training.threshold_f1); segment uses it unless "
         "given one. None = 0.5 (bundles written before it existed).",
     )
