@@ -92,7 +92,8 @@ def test_segment_job_as_blocks_equals_one_process(nilered, tmp_path, dask_addres
     assert np.array_equal(_zarr(tmp_path / "cli" / "cell" / "cell_masks.ome.zarr"), one)
 
 
-def test_interrupted_segment_run_resumes(nilered, tmp_path):
+def test_interrupted_segment_run_resumes(nilered, tmp_path, monkeypatch):
+    from stainfree.execute import blocks
     from stainfree.execute.blocks import segment_blocks, working_path
     from stainfree.execute.cluster import open_client
     from stainfree.workflows.execute import _bundle_paths
@@ -107,7 +108,9 @@ def test_interrupted_segment_run_resumes(nilered, tmp_path):
         assert (
             len(list((working_path(out / "cell_masks.ome.zarr") / ".stainfree-run" / "done").glob("*"))) == 3
         )
-        rest = segment_blocks(client, paths, image, out, **kw)
+        with monkeypatch.context() as m:  # the whole-image numbers are kept with the run, not recomputed
+            m.setattr(blocks, "_segment_inputs", lambda *a, **k: pytest.fail("inputs recomputed"))
+            rest = segment_blocks(client, paths, image, out, **kw)
         assert rest["blocks"].computed == 1 and rest["blocks"].skipped == 3
         resumed = _zarr(rest["masks"])
         fresh = segment_blocks(client, paths, image, tmp_path / "fresh", **kw)

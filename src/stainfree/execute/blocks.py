@@ -587,7 +587,7 @@ def segment_blocks(
     from stainfree.execute.cluster import cached_bundle
     from stainfree.inference.blockplan import plan_blocks
     from stainfree.inference.predict import default_bundle_roi
-    from stainfree.inference.segblocks import RATIO_TRANSFORMS, segmentable_as_blocks
+    from stainfree.inference.segblocks import segmentable_as_blocks
     from stainfree.inference.segment import COMPARTMENT_COLORS, nilered_channel_names
     from stainfree.inference.tiling import DEFAULT_BLOCK_VOXELS
     from stainfree.io.arrays import channel_indices
@@ -627,7 +627,130 @@ def segment_blocks(
             "the bundles cut the image into different blocks (tile or depth differ): segment per position",
         )
     plan = plans[0]
-    # up front, once: the shifts and the whole-image numbers every block needs
+    stem = name or Path(input_path).name.split(".")[0]
+    out = Path(out_dir) / f"{stem}_masks.ome.zarr"
+    work = working_path(out)
+    # up front, once: the shifts and the whole-image numbers every block needs (kept with the plan and reused
+    # while the input, the alignment and the bundles' input settings are the same)
+    inputs_key = fingerprint(
+        [
+            file_stamp(input_path),
+            alignment if isinstance(alignment, str) else list(alignment),
+            [
+                [b, _ratio_fields(c), c.channel_alignment, c.signal_channels]
+                for b, c in zip(bundles, configs, strict=True)
+            ],
+        ]
+    )
+    inputs = _stored_inputs(work, inputs_key) or _stored_inputs(out, inputs_key)
+    if inputs is None:
+        inputs = _segment_inputs(
+            client, src, input_path, (iy, ir), names, czyx_shape, bundles, configs, alignment
+        )
+    nets, shifts = inputs["nets"], inputs["shifts"]
+    runner: dict[str, Any] = {"overlap": overlap, "sw_batch_size": 1, "bf16": False, "device": "cpu"}
+    if tta:
+        runner["tta"] = True
+    cat = load_catalog(catalog or DEFAULT_CATALOG)
+    priority = list(cat.label_priority)
+    description = {
+        "input": file_stamp(input_path),
+        "bundles": [file_stamp(b) for b in bundles],
+        "settings": runner,
+        "threshold": threshold,
+        "priority": priority,
+        "plan": asdict(plan),
+        "nets": [{k: v for k, v in n.items() if k != "bundle"} for n in nets],
+    }
+    key = fingerprint(description)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    vox = meta.voxel_size_um
+    shift = shifts["written"]
+    record = {
+        "source": str(input_path),
+        "red_onto_yellow_shift_px": list(shift),
+        "red_onto_yellow_shift_um": [None if v is None else s * v for s, v in zip(shift, vox, strict=True)],
+        "alignment": alignment if isinstance(alignment, str) else list(alignment),
+        "shift_estimated_on": [[c.start, c.stop] for c in _crop(czyx_shape[1:])],
+    }
+    alignment_path = Path(out_dir) / f"{stem}_alignment.json"
+    write_text(alignment_path, json.dumps(record, indent=2))
+    total = len(plan.cores)
+    done_before = _read_plan(out) if (out / RUN_DIR / "complete.json").is_file() else None
+    if done_before == key:
+        return {"masks": out, "alignment": alignment_path, "blocks": BlockRun(out, total, 0, total)}
+    if _read_plan(work) != key:
+        shutil.rmtree(work, ignore_errors=True)
+        group = zarr.open_group(str(work), mode="w", zarr_format=3)
+        group.create_array(
+            "0",
+            shape=(len(COMPARTMENTS), *czyx_shape[1:]),
+            dtype=np.uint8,
+            chunks=(len(COMPARTMENTS), *plan.block_shape),
+            dimension_names=["c", "z", "y", "x"],
+            fill_value=0,
+        )
+        group.require_group("labels").require_group("compartments").create_array(
+            "0",
+            shape=czyx_shape[1:],
+            dtype=np.uint8,
+            chunks=plan.block_shape,
+            dimension_names=["z", "y", "x"],
+            fill_value=0,
+        )
+        (work / RUN_DIR / "done").mkdir(parents=True)
+        (work / RUN_DIR / "plan.json").write_text(
+            json.dumps(
+                {"fingerprint": key, "description": description, "inputs_key": inputs_key, "inputs": inputs},
+                default=str,
+            )
+        )
+    done = {int(p.stem) for p in (work / RUN_DIR / "done").glob("*.json")}
+    todo = [i for i in range(total) if i not in done]
+    if max_blocks is not None:
+        todo = todo[:max_blocks]
+    job = {
+        "input": src,
+        "store": str(work),
+        "plan": asdict(plan),
+        "nets": nets,
+        "runner": runner,
+        "threshold": threshold,
+        "priority": priority,
+    }
+    _run(client, job, todo, progress, segment_one_block, "segmenting blocks")
+    if len(done) + len(todo) < total:
+        return {
+            "masks": None,
+            "alignment": alignment_path,
+            "blocks": BlockRun(None, total, len(todo), len(done)),
+        }
+    labels = {
+        "name": "compartments",
+        "colors": {compartment_id(c): (*COMPARTMENT_COLORS[c], 255) for c in COMPARTMENTS},
+        "properties": {compartment_id(c): c for c in COMPARTMENTS},
+    }
+    _finalize(work, out, "CZYX", vox, list(COMPARTMENTS), total, labels=labels)
+    return {"masks": out, "alignment": alignment_path, "blocks": BlockRun(out, total, len(todo), len(done))}
+
+
+def _segment_inputs(
+    client: Any,
+    src: str,
+    input_path: Any,
+    yellow_red: tuple[int, int],
+    names: list[str],
+    czyx_shape: tuple[int, ...],
+    bundles: list[str],
+    configs: list[Any],
+    alignment: Any,
+) -> dict[str, Any]:
+    """The shifts (``written``: the one recorded with the masks; one per ratiometric bundle) and each bundle's
+    input (channels, shift, preconditions or statistics), computed on the workers."""
+    from stainfree.inference.segblocks import RATIO_TRANSFORMS
+    from stainfree.io.arrays import channel_indices
+
+    iy, ir = yellow_red
     wanted = {"written": alignment if isinstance(alignment, str) else list(alignment)}
     for i, cfg in enumerate(configs):
         if cfg.input_transform in RATIO_TRANSFORMS:
@@ -663,87 +786,13 @@ def segment_blocks(
     for net in nets:
         if net["pre"] is not None:
             net["pre"] = computed[net["pre"]]
-    runner: dict[str, Any] = {"overlap": overlap, "sw_batch_size": 1, "bf16": False, "device": "cpu"}
-    if tta:
-        runner["tta"] = True
-    cat = load_catalog(catalog or DEFAULT_CATALOG)
-    priority = list(cat.label_priority)
-    stem = name or Path(input_path).name.split(".")[0]
-    out = Path(out_dir) / f"{stem}_masks.ome.zarr"
-    description = {
-        "input": file_stamp(input_path),
-        "bundles": [file_stamp(b) for b in bundles],
-        "settings": runner,
-        "threshold": threshold,
-        "priority": priority,
-        "plan": asdict(plan),
-        "nets": [{k: v for k, v in n.items() if k != "bundle"} for n in nets],
-    }
-    key = fingerprint(description)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    vox = meta.voxel_size_um
-    shift = shifts["written"]
-    record = {
-        "source": str(input_path),
-        "red_onto_yellow_shift_px": list(shift),
-        "red_onto_yellow_shift_um": [None if v is None else s * v for s, v in zip(shift, vox, strict=True)],
-        "alignment": wanted["written"],
-        "shift_estimated_on": [[c.start, c.stop] for c in _crop(czyx_shape[1:])],
-    }
-    alignment_path = Path(out_dir) / f"{stem}_alignment.json"
-    write_text(alignment_path, json.dumps(record, indent=2))
-    total = len(plan.cores)
-    done_before = _read_plan(out) if (out / RUN_DIR / "complete.json").is_file() else None
-    if done_before == key:
-        return {"masks": out, "alignment": alignment_path, "blocks": BlockRun(out, total, 0, total)}
-    work = working_path(out)
-    if _read_plan(work) != key:
-        shutil.rmtree(work, ignore_errors=True)
-        group = zarr.open_group(str(work), mode="w", zarr_format=3)
-        group.create_array(
-            "0",
-            shape=(len(COMPARTMENTS), *czyx_shape[1:]),
-            dtype=np.uint8,
-            chunks=(len(COMPARTMENTS), *plan.block_shape),
-            dimension_names=["c", "z", "y", "x"],
-            fill_value=0,
-        )
-        group.require_group("labels").require_group("compartments").create_array(
-            "0",
-            shape=czyx_shape[1:],
-            dtype=np.uint8,
-            chunks=plan.block_shape,
-            dimension_names=["z", "y", "x"],
-            fill_value=0,
-        )
-        (work / RUN_DIR / "done").mkdir(parents=True)
-        (work / RUN_DIR / "plan.json").write_text(
-            json.dumps({"fingerprint": key, "description": description}, default=str)
-        )
-    done = {int(p.stem) for p in (work / RUN_DIR / "done").glob("*.json")}
-    todo = [i for i in range(total) if i not in done]
-    if max_blocks is not None:
-        todo = todo[:max_blocks]
-    job = {
-        "input": src,
-        "store": str(work),
-        "plan": asdict(plan),
-        "nets": nets,
-        "runner": runner,
-        "threshold": threshold,
-        "priority": priority,
-    }
-    _run(client, job, todo, progress, segment_one_block, "segmenting blocks")
-    if len(done) + len(todo) < total:
-        return {
-            "masks": None,
-            "alignment": alignment_path,
-            "blocks": BlockRun(None, total, len(todo), len(done)),
-        }
-    labels = {
-        "name": "compartments",
-        "colors": {compartment_id(c): (*COMPARTMENT_COLORS[c], 255) for c in COMPARTMENTS},
-        "properties": {compartment_id(c): c for c in COMPARTMENTS},
-    }
-    _finalize(work, out, "CZYX", vox, list(COMPARTMENTS), total, labels=labels)
-    return {"masks": out, "alignment": alignment_path, "blocks": BlockRun(out, total, len(todo), len(done))}
+    return {"nets": nets, "shifts": shifts}
+
+
+def _stored_inputs(store: Path, key: str) -> dict[str, Any] | None:
+    """The block inputs recorded in a run store's plan for the same input and settings, else None."""
+    try:
+        plan = json.loads((store / RUN_DIR / "plan.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return dict(plan["inputs"]) if isinstance(plan, dict) and plan.get("inputs_key") == key else None
