@@ -82,10 +82,20 @@ def segment_cmd(
     ] = "auto",
     scheduler: Annotated[str | None, SCHEDULER] = None,
     cluster: Annotated[str | None, CLUSTER] = None,
+    block_voxels: Annotated[
+        int | None,
+        typer.Option(
+            "--block-voxels",
+            help="Jobs: segment one image as blocks of at most this many voxels with their halo (the masks "
+            "and label map as an OME-Zarr whose chunks are the blocks; no overlay).",
+        ),
+    ] = None,
 ) -> None:
     """Segment 15 compartments from one Nile Red image: masks (15 named channels), label map, overlay PNG.
 
     The input may also be an HCS OME-Zarr plate, a folder or a quoted glob: one job, a subfolder per position.
+    With --cluster / --scheduler one image larger than a block (or any, with --block-voxels) is segmented as
+    blocks on the cluster.
     """
     from stainfree import api
     from stainfree.errors import InputError
@@ -98,7 +108,7 @@ def segment_cmd(
             raise InputError(alignment, "--alignment must be auto, none or Z,Y,X (pixels)") from None
         align = (z, y, x)
     target = bundles[0] if len(bundles) == 1 else bundles
-    if scheduler or cluster or api.input_layout(nilered_image) != "file":
+    if scheduler or cluster or block_voxels or api.input_layout(nilered_image) != "file":
         result = api.segment_job(
             str(nilered_image),
             target,
@@ -109,6 +119,7 @@ def segment_cmd(
             threshold=threshold,
             tta=tta,
             alignment=align,
+            block_voxels=block_voxels,
         )
         echo_job(result)
         return

@@ -295,18 +295,24 @@ def segment_job(
     threshold: float | None = None,
     tta: bool = False,
     alignment: str | tuple[float, float, float] = "auto",
+    block_voxels: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Segment every Nile Red image of a plate, folder or glob on a Dask cluster.
+    """Segment one huge Nile Red image as blocks, or every image of a plate, folder or glob, on Dask.
 
     Each position goes to ``<out_dir>/<stem>/`` (``<out_dir>/<row>/<column>/<field>/`` for a plate) with the
-    files :func:`stainfree.api.segment` writes; ``summary.csv`` lists every position. Other parameters as
-    :func:`stainfree.api.segment` and :func:`predict_job`.
+    files :func:`stainfree.api.segment` writes; ``summary.csv`` lists every position. One image is segmented
+    as blocks (:func:`stainfree.execute.blocks.segment_blocks`: ``<stem>_masks.ome.zarr`` with the label map
+    as its NGFF labels, and ``<stem>_alignment.json``, in ``<out_dir>/<stem>/``; masks equal to the
+    per-position ones) when ``block_voxels`` is given or it is larger than one block of the predictor
+    (``DEFAULT_BLOCK_VOXELS`` per channel), and every bundle allows it (one frame, no resampling); otherwise
+    as one position. Other parameters as :func:`stainfree.api.segment` and :func:`predict_job`.
 
     Returns
     -------
     dict
-        ``output`` folder, ``summary`` CSV path and the summary ``table``.
+        ``output`` folder, ``summary`` CSV path and the summary ``table``; for one image as blocks
+        ``{"output", "masks", "alignment", "blocks"}``.
     """
     parse_cluster(cluster)
     paths = _bundle_paths(bundles)
@@ -316,6 +322,24 @@ def segment_job(
     options: dict[str, Any] = {"catalog": catalog, "tta": tta, "alignment": alignment}
     if threshold is not None:
         options["threshold"] = threshold
+    if layout == "file" and _segment_as_blocks(paths, Path(input), block_voxels):
+        from stainfree.execute.blocks import segment_blocks
+        from stainfree.execute.cluster import open_client
+        from stainfree.lock import output_lock
+
+        key = positions[0].key
+        with output_lock(out), open_client(scheduler, cluster) as client:
+            result = segment_blocks(
+                client,
+                paths,
+                input,
+                out / key,
+                name=key,
+                max_block_voxels=block_voxels,
+                progress=progress,
+                **options,
+            )
+        return {"output": out, **result}
     settings = {"bundles": _stamps(paths), "options": options}
     return _run_job(
         positions,
@@ -330,6 +354,23 @@ def segment_job(
         plate=layout == "plate",
         options=options,
     )
+
+
+def _segment_as_blocks(paths: list[str], source: Path, block_voxels: int | None) -> bool:
+    """One image is segmented as blocks when asked (``block_voxels``) or when larger than one block of the
+    predictor, and every bundle allows it."""
+    import numpy as np
+
+    from stainfree.execute.cluster import cached_bundle
+    from stainfree.inference.segblocks import segmentable_as_blocks
+    from stainfree.inference.tiling import DEFAULT_BLOCK_VOXELS
+    from stainfree.io.readers import read_image
+
+    _, meta = read_image(source, lazy=True)
+    spatial = [s for a, s in zip(meta.axes, meta.shape, strict=True) if a in "ZYX"]
+    if block_voxels is None and int(np.prod(spatial)) <= DEFAULT_BLOCK_VOXELS:
+        return False
+    return all(segmentable_as_blocks(cached_bundle(p).config, meta) for p in paths)
 
 
 def _masks_source(path: Path) -> Path:
