@@ -180,9 +180,9 @@ def register_tile(
     smooth : float
         Gaussian sigma (target pixels) applied to prediction and target before registering.
     refine : {"flow", "ncc"}
-        See :func:`stainfree.register.register`; the target side passes the same content filter (more than
-        ``content_fraction`` of the target under the registered tile above half its robust maximum) when
-        ``check_content``.
+        See :func:`stainfree.register.register`; with ``"ncc"`` the target side passes the same content
+        filter too (more than ``content_fraction`` of the target under the registered tile above half its
+        robust maximum) when ``check_content``.
 
     Returns
     -------
@@ -206,7 +206,8 @@ def register_tile(
         smooth=smooth,
         residual_px=max(1.0, smooth),
         refine=refine,
-        target_content=content_fraction if check_content else 0.0,
+        # the flow's inlier test already fails on empty target; the correlation alone does not
+        target_content=content_fraction if check_content and refine == "ncc" else 0.0,
     )
     tile_to_target = compose(reg.transform, inverse(prediction_to_tile))
     row.update({"skipped": False, **reg.summary(), **params(tile_to_target)})
