@@ -93,9 +93,10 @@ def test_segment_job_as_blocks_equals_one_process(nilered, tmp_path, dask_addres
 
 
 def test_interrupted_segment_run_resumes(nilered, tmp_path, monkeypatch):
-    from stainfree.execute import blocks
-    from stainfree.execute.blocks import segment_blocks, working_path
+    from stainfree.execute import segment_blocks as blocks
+    from stainfree.execute.blocks import working_path
     from stainfree.execute.cluster import open_client
+    from stainfree.execute.segment_blocks import segment_blocks
     from stainfree.workflows.execute import _bundle_paths
 
     image, bundles = nilered

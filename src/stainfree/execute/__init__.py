@@ -1,6 +1,7 @@
 """How blocks and positions run: locally or on a ``dask.distributed`` cluster, with resume bookkeeping.
 
 The only package of stainfree that imports ``dask.distributed``: :mod:`~stainfree.execute.cluster` (clients,
-worker set-up, bundle cache), :mod:`~stainfree.execute.blocks` (one image as resumable blocks) and
+worker set-up, bundle cache), :mod:`~stainfree.execute.blocks` (one image predicted as resumable blocks),
+:mod:`~stainfree.execute.segment_blocks` (one Nile Red image segmented as blocks) and
 :mod:`~stainfree.execute.positions` (plates, folders, globs as one job).
 """

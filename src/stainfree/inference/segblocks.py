@@ -5,7 +5,8 @@ halo the blending needs), thresholded and merged into the 15 masks and the label
 A ratiometric bundle reads its input through :class:`RatiometricView`: red is moved onto yellow with the
 whole image's shift, and intensity and ratio are formed with the whole image's numbers
 (:class:`stainfree.data.ratioblocks.RatioPreconditions`), so that any region of it equals that region of the
-single-process input. The Dask side (which blocks, where, resume) is :mod:`stainfree.execute.blocks`.
+single-process input. The Dask side (which blocks, where, resume)
+is :mod:`stainfree.execute.segment_blocks` (on :mod:`stainfree.execute.blocks`).
 """
 
 from __future__ import annotations

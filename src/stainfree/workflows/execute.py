@@ -302,7 +302,8 @@ def segment_job(
 
     Each position goes to ``<out_dir>/<stem>/`` (``<out_dir>/<row>/<column>/<field>/`` for a plate) with the
     files :func:`stainfree.api.segment` writes; ``summary.csv`` lists every position. One image is segmented
-    as blocks (:func:`stainfree.execute.blocks.segment_blocks`: ``<stem>_masks.ome.zarr`` with the label map
+    as blocks (:func:`~stainfree.execute.segment_blocks.segment_blocks`:
+    ``<stem>_masks.ome.zarr`` with the label map
     as its NGFF labels, and ``<stem>_alignment.json``, in ``<out_dir>/<stem>/``; masks equal to the
     per-position ones) when ``block_voxels`` is given or it is larger than one block of the predictor
     (``DEFAULT_BLOCK_VOXELS`` per channel), and every bundle allows it (one frame, no resampling); otherwise
@@ -323,8 +324,8 @@ def segment_job(
     if threshold is not None:
         options["threshold"] = threshold
     if layout == "file" and _segment_as_blocks(paths, Path(input), block_voxels):
-        from stainfree.execute.blocks import segment_blocks
         from stainfree.execute.cluster import open_client
+        from stainfree.execute.segment_blocks import segment_blocks
         from stainfree.lock import output_lock
 
         key = positions[0].key
