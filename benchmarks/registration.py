@@ -38,13 +38,12 @@ import numpy as np
 
 from _common import RESULTS, SHARED_DATA, finish, set_threads
 
-#: Gaussian sigma (pixels) on prediction and target before registering the real crops: the chromatin predicted
-#: from a few minutes of CPU training matches the real stain only in its coarse features.
-REAL_SMOOTH = 2.0
 #: The real chromatin stain is sparse (a few labelled nuclei in a dark field; the model also "stains" nuclei
 #: the real label misses): the optical flow has little to follow, so the real crops are refined by maximizing
-#: the correlation (``refine="ncc"``), which also refuses ambiguous best placements.
+#: the correlation (``refine="ncc"``), which also refuses ambiguous best placements. That refinement smooths
+#: on its own (sigma 4, 2, 1 px, coarse to fine): no extra smoothing first.
 REAL_REFINE = "ncc"
+REAL_SMOOTH = 0.0
 
 
 def _czyx(a: np.ndarray) -> np.ndarray:

@@ -124,7 +124,7 @@ def ncc_refine(
     target: np.ndarray,
     tile_to_target: SimilarityTransform,
     *,
-    sigmas: tuple[float, ...] = (4.0, 2.0),
+    sigmas: tuple[float, ...] = (4.0, 2.0, 1.0),
     max_evaluations: int = 400,
 ) -> tuple[SimilarityTransform, float]:
     """Refine a placement by maximizing the normalized cross-correlation directly, coarse to fine.
