@@ -69,7 +69,7 @@ def test_tiny_binary_fit_beats_chance_on_ratio_separable_case(tmp_path):
     assert b.config.ratio_normalization == "fixed"  # the catalog default: the absolute ratio
     # the threshold chosen on the validation image: the best pooled F1 of the recorded table
     table = b.config.training["threshold_f1"]
-    assert len(table) == 17 and table[0]["threshold"] == 0.1 and table[-1]["threshold"] == 0.9
+    assert len(table) == 49 and table[0]["threshold"] == 0.02 and table[-1]["threshold"] == 0.98
     assert b.config.threshold == max(table, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))["threshold"]
     x, truth = pairs[3]
     prob, _ = predict_with_bundle(b, x, meta)
