@@ -215,9 +215,7 @@ def predict_blocks(
     import zarr
 
     from stainfree.execute.cluster import cached_bundle
-    from stainfree.inference.blockplan import plan_blocks
     from stainfree.inference.predict import default_bundle_roi, output_channel_names, streamable
-    from stainfree.inference.tiling import DEFAULT_BLOCK_VOXELS
     from stainfree.io.arrays import channel_indices
     from stainfree.io.readers import read_image
 
@@ -240,14 +238,7 @@ def predict_blocks(
     roi = roi_size or default_bundle_roi(cfg)
     if not isinstance(roi, int) and len(roi) > dims:
         roi = tuple(roi)[-dims:]
-    plan = plan_blocks(
-        czyx_shape[1:],
-        spatial_dims=dims,
-        divisor=2 ** int(cfg.model.depth),
-        roi_size=roi,
-        overlap=overlap,
-        max_block_voxels=max_block_voxels or DEFAULT_BLOCK_VOXELS,
-    )
+    plan = bundle_plan(cfg, czyx_shape, dims, roi, overlap, max_block_voxels)
     keep_z = "Z" in meta.axes
     names = output_channel_names(cfg, uncertainty=uncertainty and tta)
     runner: dict[str, Any] = {
@@ -431,3 +422,24 @@ def _label_metadata(group: Any, axes: str, voxel_size_um: Any, labels: dict[str,
     colors = [{"label-value": int(k), "rgba": list(v)} for k, v in (labels.get("colors") or {}).items()]
     properties = [{"label-value": int(k), "class": v} for k, v in (labels.get("properties") or {}).items()]
     write_label_metadata(parent, name, colors=colors or None, properties=properties or None, fmt=FormatV05())
+
+
+def bundle_plan(
+    cfg: Any,
+    czyx_shape: tuple[int, ...],
+    dims: int,
+    roi: Any,
+    overlap: float,
+    max_block_voxels: int | None,
+) -> Any:
+    """The block plan of one bundle (its network's divisor) over an image of ``czyx_shape``."""
+    from stainfree.inference.blockplan import DEFAULT_BLOCK_VOXELS, plan_blocks
+
+    return plan_blocks(
+        czyx_shape[1:],
+        spatial_dims=dims,
+        divisor=2 ** int(cfg.model.depth),
+        roi_size=roi,
+        overlap=overlap,
+        max_block_voxels=max_block_voxels or DEFAULT_BLOCK_VOXELS,
+    )

@@ -26,6 +26,7 @@ from stainfree.execute.blocks import (
     _run,
     _statistics,
     _tuples,
+    bundle_plan,
     working_path,
 )
 from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
@@ -182,11 +183,9 @@ def segment_blocks(
     from stainfree.atomic import write_text
     from stainfree.catalog import DEFAULT_CATALOG, load_catalog
     from stainfree.execute.cluster import cached_bundle
-    from stainfree.inference.blockplan import plan_blocks
     from stainfree.inference.predict import default_bundle_roi
     from stainfree.inference.segblocks import segmentable_as_blocks
     from stainfree.inference.segment import COMPARTMENT_COLORS, nilered_channel_names
-    from stainfree.inference.tiling import DEFAULT_BLOCK_VOXELS
     from stainfree.io.arrays import channel_indices
     from stainfree.io.readers import read_image
     from stainfree.types import COMPARTMENTS, compartment_id
@@ -208,16 +207,7 @@ def segment_blocks(
     for cfg in configs:
         dims = int(cfg.spatial_dims)
         roi = default_bundle_roi(cfg)
-        plans.append(
-            plan_blocks(
-                czyx_shape[1:],
-                spatial_dims=dims,
-                divisor=2 ** int(cfg.model.depth),
-                roi_size=roi,
-                overlap=overlap,
-                max_block_voxels=max_block_voxels or DEFAULT_BLOCK_VOXELS,
-            )
-        )
+        plans.append(bundle_plan(cfg, czyx_shape, dims, roi, overlap, max_block_voxels))
     if any(p != plans[0] for p in plans[1:]):
         raise InputError(
             "bundles",

@@ -332,16 +332,20 @@ def predict_file(
 
 def _streamable(cfg: Any, meta: ImageMeta) -> bool:
     """True when an image can be predicted block by block: no resampling or input transform, one frame."""
-    from stainfree.data.preprocess import zoom_factors
-
     if "T" in meta.axes or cfg.input_transform != "none" or cfg.input_mode == "zstack_to_2d":
         return False
+    return not needs_resampling(cfg, meta)
+
+
+def needs_resampling(cfg: Any, meta: ImageMeta) -> bool:
+    """True when a bundle resamples an image of this metadata to its own voxel size before predicting."""
+    from stainfree.data.preprocess import zoom_factors
+
     if cfg.voxel_size_um is None:
-        return True
+        return False
     shape = meta.shape[-3:] if "Z" in meta.axes else (1, *meta.shape[-2:])
-    return (
-        zoom_factors(meta.voxel_size_um, cfg.voxel_size_um, shape, resample_z=cfg.input_mode == "3d") is None
-    )
+    zoom = zoom_factors(meta.voxel_size_um, cfg.voxel_size_um, shape, resample_z=cfg.input_mode == "3d")
+    return zoom is not None
 
 
 def _streaming_stats(x: NormalizedView, cfg: Any) -> list[dict[str, Any]]:

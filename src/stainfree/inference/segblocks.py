@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from stainfree.data.ratioblocks import RatioPreconditions, block_input
-from stainfree.inference.predict import read_array
+from stainfree.inference.predict import needs_resampling, read_array
 
 __all__ = [
     "RATIO_TRANSFORMS",
@@ -34,18 +34,11 @@ RATIO_TRANSFORMS = ("ratiometric", "intensity_only")
 def segmentable_as_blocks(cfg: Any, meta: Any) -> bool:
     """True when a segmentation bundle can run on an image block by block: one frame, no resampling, no
     z-stack-to-2D input, an input transform of :data:`RATIO_TRANSFORMS` or none."""
-    from stainfree.data.preprocess import zoom_factors
-
     if "T" in meta.axes or cfg.input_mode == "zstack_to_2d" or cfg.task not in ("binary", "multiclass"):
         return False
     if cfg.input_transform not in ("none", *RATIO_TRANSFORMS):
         return False
-    if cfg.voxel_size_um is None:
-        return True
-    shape = meta.shape[-3:] if "Z" in meta.axes else (1, *meta.shape[-2:])
-    return (
-        zoom_factors(meta.voxel_size_um, cfg.voxel_size_um, shape, resample_z=cfg.input_mode == "3d") is None
-    )
+    return not needs_resampling(cfg, meta)
 
 
 def _bounds(index: tuple, shape: Sequence[int]) -> list[tuple[int, int]]:
