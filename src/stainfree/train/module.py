@@ -121,6 +121,10 @@ class TrainModule(pl.LightningModule):
         Batch-wise augmentation with a ``batch(batch) -> batch`` method
         (:class:`stainfree.data.augment.BatchAugmenter`), applied on the device to training batches that carry
         per-sample ``seed`` s.
+    channels_last : bool
+        Train 3D networks on the CPU in the channels-last memory layout (weights and input batches): oneDNN's
+        3D convolutions are faster in it (an fnet-size U-Net, batch 24 of 32 x 64 x 64, float32: 16.5 s
+        instead of 18.8 s a step on 2 cores). Other devices and 2D networks keep the default layout.
     """
 
     def __init__(
@@ -142,9 +146,12 @@ class TrainModule(pl.LightningModule):
         val_every_n_steps: int = 100,
         seed: int = 0,
         augment: Any = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.augment = augment
+        self.channels_last = channels_last
+        self._layout: torch.memory_format | None = None
         self.model = model
         self.loss_fn = loss_fn
         self.task = task
@@ -183,9 +190,19 @@ class TrainModule(pl.LightningModule):
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 
+    def on_fit_start(self) -> None:
+        conv3d = any(isinstance(m, nn.Conv3d) for m in self.model.modules())
+        if self.channels_last and self.device.type == "cpu" and conv3d:
+            self._layout = torch.channels_last_3d
+            self.model.to(memory_format=self._layout)  # type: ignore[call-overload]
+            if self.ema is not None:
+                self.ema.module.to(memory_format=self._layout)  # type: ignore[call-overload]
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.augment is not None and isinstance(batch, dict) and "seed" in batch:
             batch = self.augment.batch(batch)
+        if self._layout is not None and isinstance(batch, dict) and batch["signal"].dim() == 5:
+            batch = {**batch, "signal": batch["signal"].contiguous(memory_format=self._layout)}
         return batch
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
