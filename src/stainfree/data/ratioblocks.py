@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from stainfree.data.ratiometric import li_iterate, safe_ratio
+
 __all__ = ["QUANTILE_CAP", "RatioPreconditions", "block_input", "stream_kth", "stream_preconditions"]
 
 #: Values collected in memory once an order statistic's bracket holds no more than this many.
@@ -151,22 +153,18 @@ def _li(values: Values, max_iter: int = 200) -> float:
         )
     if n == 0 or hi <= lo:
         return lo if n else 0.0
-    tol = (hi - lo) * 1e-5
-    t = total / n - lo + 1e-12  # the mean of x = v - lo + 1e-12
-    for _ in range(max_iter):
+
+    def means(t: float) -> tuple[float, float]:  # one pass over the slabs
         s_fg, n_fg, s_bg, n_bg = 0.0, 0, 0.0, 0
         for v in _each(values):
             x = v.astype(np.float64) - lo + 1e-12
             fg = x > t
             s_fg, n_fg = s_fg + float(x[fg].sum()), n_fg + int(fg.sum())
             s_bg, n_bg = s_bg + float(x[~fg].sum()), n_bg + int((~fg).sum())
-        m_fore, m_back = s_fg / n_fg, s_bg / n_bg
-        t_next = (m_back - m_fore) / (np.log(m_back) - np.log(m_fore))
-        if abs(t_next - t) <= tol:
-            t = t_next
-            break
-        t = t_next
-    return float(t + lo)
+        return s_fg / n_fg, s_bg / n_bg
+
+    # the mean of x = v - lo + 1e-12 to start, as li_threshold
+    return float(li_iterate(means, total / n - lo + 1e-12, (hi - lo) * 1e-5, max_iter) + lo)
 
 
 def _auto_background(values: Values) -> float:
@@ -253,12 +251,8 @@ def _ratio(
     if yellow_empty:
         return intensity, np.zeros_like(intensity), np.zeros(intensity.shape, dtype=bool)
     valid = (y > 0) & (intensity >= threshold)
-    ratio64 = np.zeros(intensity.shape, dtype=np.float64)
-    np.divide(r, y, out=ratio64, where=valid, dtype=np.float64)
-    too_big = ~np.isfinite(ratio64) | (ratio64 > np.finfo(np.float32).max)
-    ratio64[too_big] = 0.0
-    valid &= ~too_big
-    return intensity, ratio64.astype(np.float32), valid
+    ratio, valid = safe_ratio(y, r, valid)
+    return intensity, ratio, valid
 
 
 def stream_preconditions(

@@ -16,6 +16,7 @@ in the background.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -78,17 +79,29 @@ def li_threshold(values: np.ndarray, max_iter: int = 200) -> float:
     if v.size == 0 or hi <= lo:
         return lo
     x = v - lo + 1e-12  # positive, so the logarithms exist
-    tol = (hi - lo) * 1e-5
-    t = float(x.mean())
-    for _ in range(max_iter):
+
+    def means(t: float) -> tuple[float, float]:
         fg = x > t
-        m_fore, m_back = float(x[fg].mean()), float(x[~fg].mean())
-        t_next = (m_back - m_fore) / (np.log(m_back) - np.log(m_fore))
+        return float(x[fg].mean()), float(x[~fg].mean())
+
+    return float(li_iterate(means, float(x.mean()), (hi - lo) * 1e-5, max_iter) + lo)
+
+
+def li_iterate(
+    means: Callable[[float], tuple[float, float]], t: float, tol: float, max_iter: int = 200
+) -> float:
+    """Li's iteration: ``t <- (m_back - m_fore) / (ln m_back - ln m_fore)`` until it moves by at most ``tol``.
+
+    ``means(t)`` gives the mean of the (positive) values above ``t`` and of the rest; in memory
+    (:func:`li_threshold`) or streamed over slabs (:mod:`stainfree.data.ratioblocks`).
+    """
+    for _ in range(max_iter):
+        m_fore, m_back = means(t)
+        t_next = float((m_back - m_fore) / (np.log(m_back) - np.log(m_fore)))
         if abs(t_next - t) <= tol:
-            t = t_next
-            break
+            return t_next
         t = t_next
-    return float(t + lo)
+    return t
 
 
 def auto_background_threshold(intensity: np.ndarray) -> float:
@@ -227,14 +240,25 @@ def intensity_ratio(
         return intensity.astype(np.float32), np.zeros_like(intensity, dtype=np.float32)
     t = auto_background_threshold(intensity) if background_threshold is None else float(background_threshold)
     valid = (y > 0) & (intensity >= t)
-    ratio64 = np.zeros(intensity.shape, dtype=np.float64)
-    np.divide(r, y, out=ratio64, where=valid, dtype=np.float64)
-    too_big = ~np.isfinite(ratio64) | (ratio64 > np.finfo(np.float32).max)
-    ratio64[too_big] = 0.0
-    valid &= ~too_big
-    ratio = ratio64.astype(np.float32)
+    ratio, valid = safe_ratio(y, r, valid)
     if clip_percentile is not None and np.any(valid):
         hi = float(np.percentile(ratio[valid], clip_percentile))
         np.clip(ratio, 0, hi, out=ratio)
     ratio[~np.isfinite(ratio)] = 0.0
     return intensity.astype(np.float32), ratio
+
+
+def safe_ratio(y: np.ndarray, r: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R / Y as float32 where ``valid`` and the quotient is finite and within float32, 0 elsewhere.
+
+    Returns
+    -------
+    ratio : ndarray of float32
+    valid : ndarray of bool
+        ``valid`` without the voxels whose quotient was dropped.
+    """
+    ratio64 = np.zeros(np.shape(valid), dtype=np.float64)
+    np.divide(r, y, out=ratio64, where=valid, dtype=np.float64)
+    too_big = ~np.isfinite(ratio64) | (ratio64 > np.finfo(np.float32).max)
+    ratio64[too_big] = 0.0
+    return ratio64.astype(np.float32), valid & ~too_big
