@@ -180,29 +180,22 @@ def predict_job(
     dict
         ``{"image": path, "blocks": BlockRun}`` for one image; ``{"output", "summary", "table"}`` for many.
     """
-    from stainfree.config import PredictConfig, validate
     from stainfree.errors import InputError
     from stainfree.inference.windows import native_bf16
+    from stainfree.workflows.staining import predict_options
 
     parse_cluster(cluster)
-    cfg = validate(
-        PredictConfig,
-        {
-            "tile": tile,
-            "overlap": overlap,
-            "sw_batch_size": sw_batch_size,
-            "bf16": bf16,
-            "device": device,
-            "tta": tta,
-            "uncertainty": uncertainty,
-        },
-        source="predict options",
-    )
     paths = _bundle_paths(bundles)
-    if cfg.uncertainty and not cfg.tta:
-        raise InputError("predict options", "uncertainty is the spread of the test-time views: add tta")
-    if cfg.uncertainty and len(paths) > 1:
-        raise InputError("predict options", "uncertainty works with one bundle at a time")
+    cfg = predict_options(
+        len(paths),
+        tile=tile,
+        overlap=overlap,
+        sw_batch_size=sw_batch_size,
+        bf16=bf16,
+        device=device,
+        tta=tta,
+        uncertainty=uncertainty,
+    )
     options: dict[str, Any] = {
         "roi_size": tuple(cfg.tile) if cfg.tile else None,
         "overlap": cfg.overlap,

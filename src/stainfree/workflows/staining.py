@@ -238,24 +238,20 @@ def predict(
     dict
         ``{"image": path}`` and, for a collection, ``"merge": path``.
     """
-    from stainfree.config import PredictConfig, validate
-    from stainfree.errors import InputError
     from stainfree.inference.collection import predict_collection_file
     from stainfree.inference.predict import predict_file
 
-    cfg = validate(
-        PredictConfig,
-        {
-            "tile": tile,
-            "overlap": overlap,
-            "sw_batch_size": sw_batch_size,
-            "bf16": bf16,
-            "device": device,
-            "tta": tta,
-            "uncertainty": uncertainty,
-            "compile": compile,
-        },
-        source="predict options",
+    paths = list(bundles) if isinstance(bundles, (list, tuple)) else [bundles]
+    cfg = predict_options(
+        len(paths),
+        tile=tile,
+        overlap=overlap,
+        sw_batch_size=sw_batch_size,
+        bf16=bf16,
+        device=device,
+        tta=tta,
+        uncertainty=uncertainty,
+        compile=compile,
     )
     from stainfree.inference.windows import native_bf16
 
@@ -269,11 +265,6 @@ def predict(
         "tta": cfg.tta,
         "compile": cfg.compile,
     }
-    paths = list(bundles) if isinstance(bundles, (list, tuple)) else [bundles]
-    if cfg.uncertainty and not cfg.tta:
-        raise InputError("predict options", "uncertainty is the spread of the test-time views: add tta")
-    if cfg.uncertainty and len(paths) > 1:
-        raise InputError("predict options", "uncertainty works with one bundle at a time")
     from stainfree.lock import output_lock
 
     out = Path(output)
@@ -457,3 +448,19 @@ def evaluate(
             write_table(out_dir / "confusion_matrix.csv", cm_table)
     write_table(out_dir / "evaluation.csv", table)
     return table
+
+
+def predict_options(n_bundles: int, **options: Any) -> Any:
+    """The prediction options as a validated :class:`stainfree.config.PredictConfig`.
+
+    Raises a one-line InputError for uncertainty without test-time augmentation or with several bundles.
+    """
+    from stainfree.config import PredictConfig, validate
+    from stainfree.errors import InputError
+
+    cfg = validate(PredictConfig, options, source="predict options")
+    if cfg.uncertainty and not cfg.tta:
+        raise InputError("predict options", "uncertainty is the spread of the test-time views: add tta")
+    if cfg.uncertainty and n_bundles > 1:
+        raise InputError("predict options", "uncertainty works with one bundle at a time")
+    return cfg
