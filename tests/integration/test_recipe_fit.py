@@ -11,6 +11,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from stainfree.config import DataConfig, ModelConfig, TrainConfig, TrainingJob
+from stainfree.data.patching import holdout_region
 from stainfree.models.bundle import load_bundle
 from stainfree.train.fit import fit_arrays
 
@@ -41,8 +42,13 @@ def test_default_recipe_holds_out_a_region_selects_on_val_r_and_resumes_exactly(
     v = t["validation"]
     assert v["mode"] == "region" and t["monitor"] == "val_r" and t["recipe"] == "auto"
     (region,) = v["regions"]
-    # the longer axis (x, 128) is split: training [0, 94), a gap of 8 (half a patch), validation [102, 128)
-    assert region["axis"] == "x" and region["train"] == [0, 94] and region["val"] == [102, 128]
+    # a block at an end of y or x, the one whose target is most like the whole image's, a gap of 8 (half a
+    # patch) from the training part; recorded on the model grid
+    want = holdout_region((1, 48, 128), (1, 16, 16), 0.2, target=tgt[0][0])
+    assert region["axis"] == "yx"[want["axis"] - 1]
+    assert region["train"] == [want["train_start"], want["train_stop"]]
+    assert region["val"] == [want["val_start"], want["val_stop"]]
+    assert abs(region["val"][0] - region["train"][1]) == 8 or abs(region["train"][0] - region["val"][1]) == 8
     log = pd.read_csv(tmp_path / "full" / "logs" / "metrics.csv")
     assert log["val_r"].notna().sum() == 2 and -1 <= t["best_val_r"] <= 1
     lr = log["lr"].dropna().to_numpy()

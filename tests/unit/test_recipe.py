@@ -73,11 +73,22 @@ def test_steps_for_budget_leaves_room_for_validation_and_elapsed_time():
 
 def test_holdout_region_is_disjoint_with_a_gap_and_grid_covers_it():
     r = holdout_region((1, 256, 512), (1, 128, 128), 0.2)
-    assert r == {"axis": 2, "train_stop": 320, "val_start": 384, "val_stop": 512}
+    assert r == {"axis": 2, "train_start": 0, "train_stop": 320, "val_start": 384, "val_stop": 512}
     assert r["val_start"] - r["train_stop"] == 64  # half a patch that no training patch touches
     r = holdout_region((16, 300, 100), (16, 32, 32), 0.2)
     assert r["axis"] == 1 and r["val_stop"] == 300 and r["val_start"] - r["train_stop"] == 16
     assert holdout_region((16, 128, 128), (16, 64, 64), 0.2) is None  # too small for both
+    # a sparse stain: the default end block (x >= 384) is empty background, so validation there would
+    # score every network alike; the block most like the whole image is held out instead
+    t = np.zeros((1, 1, 256, 512), np.float32)
+    t[0, 0, 200:240, 40:80] = 1.0
+    t[0, 0, 20:60, 300:340] = 1.0
+    r = holdout_region((1, 256, 512), (1, 128, 128), 0.2, target=t)
+    assert r == {"axis": 2, "train_start": 192, "train_stop": 512, "val_start": 0, "val_stop": 128}
+    assert r["train_start"] - r["val_stop"] == 64  # the gap, now before the training part
+    assert holdout_region((1, 256, 512), (1, 128, 128), 0.2, target=np.ones((1, 256, 512))) == holdout_region(
+        (1, 256, 512), (1, 128, 128), 0.2
+    )  # nothing to choose between: the default end
     corners = grid_corners((1, 100, 70), (1, 32, 32))
     covered = np.zeros((100, 70), bool)
     for _, y, x in corners:

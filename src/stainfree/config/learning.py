@@ -162,9 +162,10 @@ class DataConfig(StrictModel):
         "auto",
         description="Where validation data come from when the manifest has no 'val' rows: 'images' holds out "
         "whole training images (val_fraction of them); 'region' carves a block of val_region_fraction "
-        "from the "
-        "end of each training image's longer Y/X axis, behind a gap of half a patch that no training patch "
-        "touches; 'train' validates on the training images (selection on training data: not recommended); "
+        "from one end of each training image's Y or X axis (of the four ends, the one whose target "
+        "variance is most like the whole image's: never an empty corner of a sparse stain), behind a gap of "
+        "half a patch that no training patch touches; 'train' validates on the training images "
+        "(selection on training data: not recommended); "
         "'auto' = 'images' with 5 or more training images, else 'region' (the region is recorded in the "
         "bundle).",
     )

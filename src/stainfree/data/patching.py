@@ -157,13 +157,70 @@ def patches_per_epoch(image_shapes: Sequence[Sequence[int]], patch_shape: Sequen
     return max(1, int(np.ceil(total / float(np.prod(patch_shape)))))
 
 
-def holdout_region(
+def holdout_candidates(
     shape: Sequence[int], patch_shape: Sequence[int], fraction: float = 0.2
+) -> list[dict[str, int]]:
+    """Every validation block that :func:`holdout_region` may carve: the last and the first ``fraction`` (at
+    least one patch) of the longer, then the shorter of the Y and X axes, each with a gap of half a patch
+    before the training part.
+
+    Returns
+    -------
+    list of dict
+        ``axis`` (1 = y, 2 = x), ``train_start`` / ``train_stop`` (training uses that range of the axis),
+        ``val_start`` / ``val_stop``; empty when the image is too small along both axes.
+    """
+    if len(shape) != 3 or len(patch_shape) != 3:
+        raise ValueError(f"need (z, y, x) shapes, got {tuple(shape)} and {tuple(patch_shape)}")
+    axis = 1 if shape[1] > shape[2] else 2
+    found: list[dict[str, int]] = []
+    for ax in (axis, 3 - axis):
+        size, p = int(shape[ax]), int(patch_shape[ax])
+        val = max(p, int(round(fraction * size)))
+        gap = p // 2
+        if size - val - gap < p:
+            val = p
+        if size - val - gap >= p:
+            found.append(
+                {
+                    "axis": ax,
+                    "train_start": 0,
+                    "train_stop": size - val - gap,
+                    "val_start": size - val,
+                    "val_stop": size,
+                }
+            )
+            found.append(
+                {"axis": ax, "train_start": val + gap, "train_stop": size, "val_start": 0, "val_stop": val}
+            )
+    return found
+
+
+def _region_score(target: np.ndarray, region: dict[str, int], whole_var: np.ndarray) -> float:
+    """How like the whole image the target is in a candidate block: per channel min(v, V) / max(v, V) of the
+    block's and the image's variance, averaged (1 = alike, 0 = an empty block in a structured image)."""
+    sl = [slice(None)] * target.ndim
+    sl[target.ndim - 3 + region["axis"]] = slice(region["val_start"], region["val_stop"])
+    block = target[tuple(sl)].reshape(target.shape[0], -1).astype(np.float64)
+    v = block.var(axis=1)
+    hi = np.maximum(v, whole_var)
+    return float(np.mean(np.where(hi > 0, np.minimum(v, whole_var) / np.where(hi > 0, hi, 1.0), 1.0)))
+
+
+def holdout_region(
+    shape: Sequence[int],
+    patch_shape: Sequence[int],
+    fraction: float = 0.2,
+    target: np.ndarray | None = None,
 ) -> dict[str, int] | None:
     """A validation block carved from one image, with a gap of half a patch that no training patch touches.
 
-    The block is the last ``fraction`` (at least one patch) of the longer of the Y and X axes; training
-    patches come from the part before the gap. Deterministic, so the bundle can record it.
+    The block is a ``fraction`` (at least one patch) at one end of the Y or X axis; training patches come
+    from the rest beyond the gap. Without ``target`` it is the last part of the longer axis. With ``target``,
+    of the ends of both axes (:func:`holdout_candidates`) the one whose target is most like the whole image
+    (the variance of each channel in the block against the image's): a block of empty background in a
+    sparse stain would score every network alike and make model selection chance. Deterministic, so the
+    bundle can record it.
 
     Parameters
     ----------
@@ -173,26 +230,28 @@ def holdout_region(
         Training patch (z, y, x) (z is 1 for 2D networks).
     fraction : float
         Share of the axis given to validation.
+    target : ndarray, optional
+        The image's target, (C, Z, Y, X) or (Z, Y, X) of ``shape``.
 
     Returns
     -------
     dict or None
-        ``axis`` (1 = y, 2 = x), ``train_stop`` (training uses ``[0, train_stop)``), ``val_start`` and
-        ``val_stop`` (validation uses ``[val_start, val_stop)``); None when the image is too small to hold
-        a training patch, the gap and a validation patch along both axes.
+        ``axis`` (1 = y, 2 = x), ``train_start`` / ``train_stop`` (training uses that range of the axis),
+        ``val_start`` and ``val_stop`` (validation uses ``[val_start, val_stop)``); None when the image is too
+        small to hold a training patch, the gap and a validation patch along both axes.
     """
-    if len(shape) != 3 or len(patch_shape) != 3:
-        raise ValueError(f"need (z, y, x) shapes, got {tuple(shape)} and {tuple(patch_shape)}")
-    axis = 1 if shape[1] > shape[2] else 2
-    for ax in (axis, 3 - axis):
-        size, p = int(shape[ax]), int(patch_shape[ax])
-        val = max(p, int(round(fraction * size)))
-        gap = p // 2
-        if size - val - gap < p:
-            val = p
-        if size - val - gap >= p:
-            return {"axis": ax, "train_stop": size - val - gap, "val_start": size - val, "val_stop": size}
-    return None
+    found = holdout_candidates(shape, patch_shape, fraction)
+    if not found:
+        return None
+    if target is None or len(found) == 1:
+        return found[0]
+    t = np.asarray(target)
+    t = t[None] if t.ndim == 3 else t
+    if t.shape[-3:] != tuple(int(s) for s in shape):
+        raise ValueError(f"target {t.shape} does not match the image shape {tuple(shape)}")
+    whole = t.reshape(t.shape[0], -1).astype(np.float64).var(axis=1)
+    scores = [_region_score(t, r, whole) for r in found]
+    return found[int(np.argmax(scores))]  # first of equals: the default end
 
 
 def grid_corners(shape: Sequence[int], patch_shape: Sequence[int]) -> list[tuple[int, ...]]:

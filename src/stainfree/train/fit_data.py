@@ -175,12 +175,12 @@ def carve_regions(
     regions: list[dict[str, Any]] = []
     for i in range(len(images)):
         x, y = images.signals[i], images.targets[i]
-        region = holdout_region(x.shape[1:], patch3, fraction)
+        region = holdout_region(x.shape[1:], patch3, fraction, target=y)
         parts: list[tuple[PreparedImages, slice | tuple[slice, ...]]] = [(train, slice(None))]
         if region is not None:
             ax = region["axis"] + 1  # channel first
             cut = [slice(None)] * x.ndim
-            cut[ax] = slice(0, region["train_stop"])
+            cut[ax] = slice(region["train_start"], region["train_stop"])
             held = [slice(None)] * x.ndim
             held[ax] = slice(region["val_start"], region["val_stop"])
             parts = [(train, tuple(cut)), (val, tuple(held))]
@@ -188,7 +188,7 @@ def carve_regions(
                 {
                     "image": images.sources[i],
                     "axis": "y" if region["axis"] == 1 else "x",
-                    "train": [0, region["train_stop"]],
+                    "train": [region["train_start"], region["train_stop"]],
                     "val": [region["val_start"], region["val_stop"]],
                 }
             )
