@@ -126,3 +126,17 @@ def test_pretrain_on_label_free_images_then_start_training_from_it(tmp_path):
     tuned = load_bundle(fit_arrays(sig, tgt, start))
     assert (tuned.config.model.depth, tuned.config.model.base_channels) == (2, 4)
     assert tuned.config.training["init_from"]["loaded"] == len(tuned.model.state_dict())
+
+
+def test_loader_workers_cut_the_same_batches_as_the_main_process(tmp_path):
+    from stainfree.train.fit import loader_workers
+
+    assert loader_workers("auto", gpu=False) == 0  # the CPU's cores compute the network
+    assert 0 <= loader_workers("auto", gpu=True) <= 4 and loader_workers(2, gpu=False) == 2
+    sig, tgt = _pair()
+    runs = [
+        load_bundle(fit_arrays(sig, tgt, _job(tmp_path / str(n), export="last", num_workers=n))).model
+        for n in (0, 1)
+    ]
+    a, b = (m.state_dict() for m in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # patches and augmentation drawn from per-sample seeds

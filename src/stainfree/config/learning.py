@@ -176,7 +176,7 @@ class DataConfig(StrictModel):
         description="validation 'images': fraction of training images held out (at least one).",
     )
     val_region_fraction: float = Field(
-        0.2, gt=0.0, lt=0.5, description="validation 'region': share of each image's longer Y/X axis."
+        0.2, gt=0.0, lt=0.5, description="validation 'region': share of the Y or X axis held out."
     )
     foreground_fraction: float = Field(
         0.0,
@@ -340,7 +340,13 @@ class TrainConfig(StrictModel):
     devices: int | str | list[int] = Field("auto", description="Lightning devices.")
     strategy: str = Field("auto", description="Lightning strategy (e.g. 'ddp').")
     num_nodes: int = Field(1, ge=1, description="Number of nodes.")
-    num_workers: int = Field(0, ge=0, description="Data-loader worker processes.")
+    num_workers: int | Literal["auto"] = Field(
+        "auto",
+        description="Data-loader worker processes that cut and augment the next batches while the network "
+        "computes (the patches are the same with any number: each is drawn from its own seed). 'auto': "
+        "on a GPU up to 4 (one core is left to the trainer); on the CPU none, since a loader process would "
+        "take a core from the network's own computation.",
+    )
     seed: int = Field(0, description="Seed of weights, patches and augmentation.")
     init_from: Path | None = Field(
         None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -359,9 +360,10 @@ def _fit_prepared(
         augment=augmenter,
         **sampling,
     )
+    workers = loader_workers(tc.num_workers, gpu)
     loader_kw: dict[str, Any] = {
-        "num_workers": tc.num_workers,
-        "persistent_workers": tc.num_workers > 0,
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
         "pin_memory": gpu,  # page-locked batches: asynchronous copies to the GPU
     }
     train_dl = DataLoader(train_ds, batch_size=batch, shuffle=False, drop_last=True, **loader_kw)
@@ -468,6 +470,16 @@ def _fit_prepared(
         training=record,
     )
     return save_bundle(out / f"{job.name}.stainfree", export_model, bundle_cfg)
+
+
+def loader_workers(setting: int | str, gpu: bool) -> int:
+    """Data-loader worker processes for ``train.num_workers``: 'auto' is up to 4 on a GPU, leaving a core to
+    the trainer, and none on the CPU, whose cores compute the network."""
+    if setting != "auto":
+        return int(setting)
+    if not gpu:
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def _uses_gpu(accelerator: str) -> bool:
