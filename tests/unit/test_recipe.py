@@ -111,9 +111,15 @@ def test_warmup_cosine_and_pooled_pearson():
 
 def test_ema_ramps_up_then_averages():
     avg = ema_average(0.99)
-    a, c = torch.zeros(1), torch.ones(1)
-    assert float(avg(a, c, torch.tensor(0))) == pytest.approx(0.9)  # decay 1/10 at the start
-    assert float(avg(a, c, torch.tensor(10_000))) == pytest.approx(0.01)  # then the configured 0.99
+    a, c = [torch.zeros(1), torch.zeros(2)], [torch.ones(1), torch.ones(2)]
+    avg(a, c, torch.tensor(0))
+    assert a[0].item() == pytest.approx(0.9) and a[1].tolist() == pytest.approx([0.9, 0.9])  # decay 1/10
+    a = [torch.zeros(1)]
+    avg(a, [torch.ones(1)], torch.tensor(10_000))
+    assert a[0].item() == pytest.approx(0.01)  # then the configured 0.99
+    counter = [torch.tensor(5)]
+    avg(counter, [torch.tensor(6)], 3)  # integer buffers follow the network
+    assert counter[0].item() == 6 and counter[0].dtype == torch.int64
 
 
 def test_ema_decay_spans_the_last_tenth_of_short_runs():

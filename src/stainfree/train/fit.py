@@ -378,6 +378,7 @@ def _fit_prepared(
         time_left=time_left,
         progress=progress,
         replan=replan and not resume,
+        log_every=10 if gpu else 1,
     )
     metrics_csv = out / "logs" / "metrics.csv"
     earlier = read_rows(metrics_csv, before_step=start_step) if resume else None

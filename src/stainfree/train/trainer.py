@@ -26,6 +26,7 @@ def make_trainer(
     time_left: float | None,
     progress: bool,
     replan: bool = False,
+    log_every: int = 1,
 ) -> tuple[Any, Any]:
     """The Trainer of a resolved job and its best-checkpoint callback.
 
@@ -44,6 +45,9 @@ def make_trainer(
         it), the step count and the schedule are re-planned from the measured pace as it trains.
     progress : bool
         Show a progress bar.
+    log_every : int
+        Steps between rows of the training log and between refreshes of the bar (each reads the loss back
+        from the device: on a GPU, once a step would make every step wait for the one before).
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
@@ -113,7 +117,7 @@ def make_trainer(
             def _get_train_description(self, current_epoch: int) -> str:
                 return f"training {job.name}"
 
-        callbacks.append(_StepsBar())
+        callbacks.append(_StepsBar(refresh_rate=log_every))
     trainer = pl.Trainer(
         max_steps=max_steps,
         max_epochs=-1,
@@ -121,7 +125,7 @@ def make_trainer(
         val_check_interval=val_every,
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
-        log_every_n_steps=1,
+        log_every_n_steps=log_every,
         precision="32" if tc.precision == "auto" else tc.precision,  # (the recipe resolves auto)
         accelerator=tc.accelerator,
         devices=tc.devices,
