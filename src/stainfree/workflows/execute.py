@@ -159,7 +159,8 @@ def predict_job(
     input : path or glob
         One image, an HCS OME-Zarr plate, a folder of images or a quoted glob pattern.
     output : path
-        One image: ``.ome.zarr`` (predicted as resumable blocks when the bundle allows it) or ``.ome.tif``.
+        One image: ``.ome.zarr`` (predicted as resumable blocks when the bundle allows it; a time-lapse as
+        one resumable task per time point, :mod:`stainfree.execute.frames`) or ``.ome.tif``.
         Many: a folder mirroring the input (``<stem>.ome.tif``, ``.ome.zarr`` for Zarr inputs), or for a
         plate an NGFF 0.5 plate ``.ome.zarr`` with the same wells and fields; ``summary.csv`` in it.
     scheduler, cluster : str, optional
@@ -178,7 +179,8 @@ def predict_job(
     Returns
     -------
     dict
-        ``{"image": path, "blocks": BlockRun}`` for one image; ``{"output", "summary", "table"}`` for many.
+        ``{"image": path, "blocks": BlockRun}`` for one image (``"frames"`` for a time-lapse);
+        ``{"output", "summary", "table"}`` for many.
     """
     from stainfree.errors import InputError
     from stainfree.inference.windows import native_bf16
@@ -259,12 +261,18 @@ def _predict_one(
     from stainfree.io.readers import read_image
     from stainfree.lock import output_lock
 
-    blocks = False
+    blocks = frames = False
     if len(paths) == 1 and out.name.lower().endswith(".zarr"):
         _, meta = read_image(source, lazy=True)
         blocks = streamable(cached_bundle(paths[0]).config, meta)
+        frames = "T" in meta.axes  # a time-lapse: one task per time point
     lock = output_lock(out.parent, name=f".{out.name}.stainfree.lock", stale=f".{out.name}.*{PARTIAL_SUFFIX}")
     with lock, open_client(scheduler, cluster) as client:
+        if frames:
+            from stainfree.execute.frames import predict_frames
+
+            run = predict_frames(client, paths[0], source, out, options=options, progress=progress)
+            return {"image": run.path, "frames": run}
         if blocks:
             run = predict_blocks(
                 client, paths[0], source, out, max_block_voxels=block_voxels, progress=progress, **options
@@ -300,13 +308,16 @@ def segment_job(
     as its NGFF labels, and ``<stem>_alignment.json``, in ``<out_dir>/<stem>/``; masks equal to the
     per-position ones) when ``block_voxels`` is given or it is larger than one block of the predictor
     (``DEFAULT_BLOCK_VOXELS`` per channel), and every bundle allows it (one frame, no resampling); otherwise
-    as one position. Other parameters as :func:`stainfree.api.segment` and :func:`predict_job`.
+    as one position. A time-lapse runs one task per time point
+    (:func:`~stainfree.execute.frames.segment_frames`: the outputs of :func:`stainfree.api.segment`, resumable
+    per frame). Other parameters as :func:`stainfree.api.segment` and :func:`predict_job`.
 
     Returns
     -------
     dict
         ``output`` folder, ``summary`` CSV path and the summary ``table``; for one image as blocks
-        ``{"output", "masks", "alignment", "blocks"}``.
+        ``{"output", "masks", "alignment", "blocks"}``; for a time-lapse the paths of
+        :func:`stainfree.api.segment` and ``frames``.
     """
     parse_cluster(cluster)
     paths = _bundle_paths(bundles)
@@ -316,6 +327,15 @@ def segment_job(
     options: dict[str, Any] = {"catalog": catalog, "tta": tta, "alignment": alignment}
     if threshold is not None:
         options["threshold"] = threshold
+    if layout == "file" and _is_time_lapse(Path(input)):  # one task per time point
+        from stainfree.execute.cluster import open_client
+        from stainfree.execute.frames import segment_frames
+        from stainfree.lock import output_lock
+
+        key = positions[0].key
+        with output_lock(out), open_client(scheduler, cluster) as client:
+            frames = segment_frames(client, paths, input, out / key, progress=progress, **options)
+        return {"output": out, **frames}
     if layout == "file" and _segment_as_blocks(paths, Path(input), block_voxels):
         from stainfree.execute.cluster import open_client
         from stainfree.execute.segment_blocks import segment_blocks
@@ -348,6 +368,12 @@ def segment_job(
         plate=layout == "plate",
         options=options,
     )
+
+
+def _is_time_lapse(source: Path) -> bool:
+    from stainfree.execute.frames import is_time_lapse
+
+    return is_time_lapse(source)
 
 
 def _segment_as_blocks(paths: list[str], source: Path, block_voxels: int | None) -> bool:
