@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from stainfree.errors import InputError
+from stainfree.execute.pyramid import build_pyramid, level_factors, multiscale_datasets
 from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
 from stainfree.inference.predict import NormalizedView
 from stainfree.inference.predict import read_array as _read
@@ -188,6 +189,7 @@ def predict_blocks(
     progress: bool = False,
     tta: bool = False,
     uncertainty: bool = False,
+    pyramid_levels: int | None = None,
 ) -> BlockRun:
     """Predict one image with a bundle as blocks on ``client``'s workers into an OME-Zarr (NGFF 0.5).
 
@@ -206,6 +208,9 @@ def predict_blocks(
         Compute at most this many unfinished blocks, then stop with the run resumable (not finalized).
     progress : bool
         Show a progress bar over blocks.
+    pyramid_levels : int, optional
+        Multiscale levels added after level 0 (:mod:`stainfree.execute.pyramid`, on the workers); None: until
+        the smaller of Y and X is at most 512; 0: none.
 
     Returns
     -------
@@ -263,6 +268,9 @@ def predict_blocks(
     out_axes = "C" + ("Z" if keep_z else "") + "YX"
     out_shape = (len(names), *(czyx_shape[1:] if keep_z else czyx_shape[2:]))
     chunks = (len(names), *(plan.block_shape if keep_z else plan.block_shape[1:]))
+    factors = level_factors(out_axes, meta.voxel_size_um, out_shape, pyramid_levels)
+    if factors:  # only where there are levels: older runs without them stay resumable
+        description["pyramid"] = factors
     done_before = _read_plan(out) if (out / RUN_DIR / "complete.json").is_file() else None
     work = working_path(out)
     # the statistics (a pass over the whole input) are kept with the plan and reused while input, bundle and
@@ -307,7 +315,9 @@ def predict_blocks(
     _run(client, job, todo, progress)
     if len(done) + len(todo) < total:
         return BlockRun(None, total, len(todo), len(done))
-    _finalize(work, out, out_axes, meta.voxel_size_um, names, total)
+    if factors:
+        build_pyramid(client, work, [""], factors)
+    _finalize(work, out, out_axes, meta.voxel_size_um, names, total, factors=factors)
     return BlockRun(out, total, len(todo), len(done))
 
 
@@ -353,14 +363,16 @@ def _finalize(
     names: list[str],
     total: int,
     labels: dict[str, Any] | None = None,
+    factors: list[dict[str, int]] | None = None,
 ) -> None:
     """Write the NGFF 0.5 metadata (display windows from the block records) and move the store into place;
-    ``labels``: ``{"name", "colors", "properties"}`` of an NGFF label image at ``labels/<name>/0``."""
+    ``labels``: ``{"name", "colors", "properties"}`` of an NGFF label image at ``labels/<name>/0``;
+    ``factors``: those of the levels :func:`stainfree.execute.pyramid.build_pyramid` added."""
     import zarr
     from ome_zarr.format import FormatV05
     from ome_zarr.writer import write_multiscales_metadata
 
-    from stainfree.io.writers import ngff_axes, ngff_scale
+    from stainfree.io.writers import ngff_axes
 
     records = [json.loads((work / RUN_DIR / "done" / f"{i}.json").read_text()) for i in range(total)]
     channels = []
@@ -376,22 +388,16 @@ def _finalize(
         )
     omero = {"channels": channels, "rdefs": {"model": "greyscale" if len(names) == 1 else "color"}}
     group = zarr.open_group(str(work), mode="r+", zarr_format=3)
-    datasets = [
-        {
-            "path": "0",
-            "coordinateTransformations": [{"type": "scale", "scale": ngff_scale(axes, voxel_size_um, 0)}],
-        }
-    ]
     write_multiscales_metadata(
         group,
-        datasets,
+        multiscale_datasets(axes, voxel_size_um, factors),
         fmt=FormatV05(),
         axes=ngff_axes(axes, voxel_size_um),
         name=out.name.split(".")[0],
         metadata={"omero": omero},
     )
     if labels is not None:
-        _label_metadata(group, axes.replace("C", ""), voxel_size_um, labels)
+        _label_metadata(group, axes.replace("C", ""), voxel_size_um, labels, factors)
     shutil.rmtree(work / RUN_DIR / "done")
     (work / RUN_DIR / "complete.json").write_text(json.dumps({"blocks": total}))
     if out.is_dir() and not out.is_symlink():
@@ -401,27 +407,30 @@ def _finalize(
     os.replace(work, out)
 
 
-def _label_metadata(group: Any, axes: str, voxel_size_um: Any, labels: dict[str, Any]) -> None:
-    """NGFF 0.5 metadata of the one-level label image ``labels/<name>`` of ``group``."""
+def _label_metadata(
+    group: Any,
+    axes: str,
+    voxel_size_um: Any,
+    labels: dict[str, Any],
+    factors: list[dict[str, int]] | None = None,
+) -> None:
+    """NGFF 0.5 metadata of the label image ``labels/<name>`` of ``group`` (its levels: ``factors``)."""
     from ome_zarr.format import FormatV05
     from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
-    from stainfree.io.writers import ngff_axes, ngff_scale
+    from stainfree.io.writers import ngff_axes
 
     name = labels["name"]
     parent = group.require_group("labels")
-    datasets = [
-        {
-            "path": "0",
-            "coordinateTransformations": [{"type": "scale", "scale": ngff_scale(axes, voxel_size_um, 0)}],
-        }
-    ]
+    datasets = multiscale_datasets(axes, voxel_size_um, factors)
     write_multiscales_metadata(
         parent[name], datasets, fmt=FormatV05(), axes=ngff_axes(axes, voxel_size_um), name=name
     )
     colors = [{"label-value": int(k), "rgba": list(v)} for k, v in (labels.get("colors") or {}).items()]
     properties = [{"label-value": int(k), "class": v} for k, v in (labels.get("properties") or {}).items()]
     write_label_metadata(parent, name, colors=colors or None, properties=properties or None, fmt=FormatV05())
+    ome = parent.attrs.get("ome")  # ome-zarr leaves the version out of the labels group's ome block
+    parent.attrs["ome"] = {**(ome if isinstance(ome, dict) else {}), "version": "0.5"}
 
 
 def bundle_plan(

@@ -29,6 +29,7 @@ from stainfree.execute.blocks import (
     bundle_plan,
     working_path,
 )
+from stainfree.execute.pyramid import build_pyramid, level_factors
 from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
 from stainfree.inference.predict import NormalizedView
 from stainfree.inference.predict import read_array as _read
@@ -146,6 +147,7 @@ def segment_blocks(
     max_block_voxels: int | None = None,
     max_blocks: int | None = None,
     progress: bool = False,
+    pyramid_levels: int | None = None,
 ) -> dict[str, Any]:
     """Segment one Nile Red image with the catalog bundles as blocks on ``client``'s workers.
 
@@ -170,8 +172,8 @@ def segment_blocks(
         The Nile Red image (yellow and red channels), the output folder.
     name, catalog, threshold, tta, alignment
         As :func:`stainfree.workflows.organelles.segment`.
-    max_block_voxels, max_blocks, progress
-        As :func:`predict_blocks`.
+    max_block_voxels, max_blocks, progress, pyramid_levels
+        As :func:`predict_blocks` (levels of the masks and of the label map: every second voxel).
 
     Returns
     -------
@@ -249,6 +251,9 @@ def segment_blocks(
         "plan": asdict(plan),
         "nets": [{k: v for k, v in n.items() if k != "bundle"} for n in nets],
     }
+    factors = level_factors("CZYX", meta.voxel_size_um, czyx_shape, pyramid_levels)
+    if factors:  # only where there are levels: older runs without them stay resumable
+        description["pyramid"] = factors
     key = fingerprint(description)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     vox = meta.voxel_size_um
@@ -317,7 +322,9 @@ def segment_blocks(
         "colors": {compartment_id(c): (*COMPARTMENT_COLORS[c], 255) for c in COMPARTMENTS},
         "properties": {compartment_id(c): c for c in COMPARTMENTS},
     }
-    _finalize(work, out, "CZYX", vox, list(COMPARTMENTS), total, labels=labels)
+    if factors:
+        build_pyramid(client, work, ["", "labels/compartments"], factors)
+    _finalize(work, out, "CZYX", vox, list(COMPARTMENTS), total, labels=labels, factors=factors)
     return {"masks": out, "alignment": alignment_path, "blocks": BlockRun(out, total, len(todo), len(done))}
 
 

@@ -149,6 +149,7 @@ def predict_job(
     progress: bool = True,
     tta: bool = False,
     uncertainty: bool = False,
+    pyramid_levels: int | None = None,
 ) -> dict[str, Any]:
     """Predict one huge image as blocks, or every image of a plate, folder or glob, on a Dask cluster.
 
@@ -175,6 +176,9 @@ def predict_job(
         Test-time augmentation, and the spread of its views as extra channels (one bundle), as in
         :func:`stainfree.api.predict`: every window of every block or position is averaged over its flipped
         and turned views.
+    pyramid_levels : int, optional
+        Multiscale levels of an image predicted as blocks, computed on the cluster after level 0
+        (:mod:`stainfree.execute.pyramid`); None: until the smaller of Y and X is at most 512; 0: none.
 
     Returns
     -------
@@ -213,7 +217,9 @@ def predict_job(
     out = Path(output)
     layout, positions = find_positions(input)
     if layout == "file":
-        return _predict_one(paths, Path(input), out, scheduler, cluster, options, block_voxels, progress)
+        return _predict_one(
+            paths, Path(input), out, scheduler, cluster, options, block_voxels, progress, pyramid_levels
+        )
     if layout == "plate":
         if len(paths) > 1:
             raise InputError(input, "a plate is predicted with one bundle at a time")
@@ -253,6 +259,7 @@ def _predict_one(
     options: dict[str, Any],
     block_voxels: int | None,
     progress: bool,
+    pyramid_levels: int | None = None,
 ) -> dict[str, Any]:
     from stainfree.atomic import PARTIAL_SUFFIX
     from stainfree.execute.blocks import predict_blocks
@@ -275,7 +282,14 @@ def _predict_one(
             return {"image": run.path, "frames": run}
         if blocks:
             run = predict_blocks(
-                client, paths[0], source, out, max_block_voxels=block_voxels, progress=progress, **options
+                client,
+                paths[0],
+                source,
+                out,
+                max_block_voxels=block_voxels,
+                progress=progress,
+                pyramid_levels=pyramid_levels,
+                **options,
             )
             return {"image": run.path, "blocks": run}
         opts = {**options, "progress": False}
@@ -298,6 +312,7 @@ def segment_job(
     alignment: str | tuple[float, float, float] = "auto",
     block_voxels: int | None = None,
     progress: bool = True,
+    pyramid_levels: int | None = None,
 ) -> dict[str, Any]:
     """Segment one huge Nile Red image as blocks, or every image of a plate, folder or glob, on Dask.
 
@@ -310,7 +325,8 @@ def segment_job(
     (``DEFAULT_BLOCK_VOXELS`` per channel), and every bundle allows it (one frame, no resampling); otherwise
     as one position. A time-lapse runs one task per time point
     (:func:`~stainfree.execute.frames.segment_frames`: the outputs of :func:`stainfree.api.segment`, resumable
-    per frame). Other parameters as :func:`stainfree.api.segment` and :func:`predict_job`.
+    per frame). Other parameters as :func:`stainfree.api.segment` and :func:`predict_job` (``pyramid_levels``:
+    of the masks and label map segmented as blocks).
 
     Returns
     -------
@@ -351,6 +367,7 @@ def segment_job(
                 name=key,
                 max_block_voxels=block_voxels,
                 progress=progress,
+                pyramid_levels=pyramid_levels,
                 **options,
             )
         return {"output": out, **result}
