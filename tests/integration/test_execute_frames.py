@@ -147,8 +147,67 @@ def test_interrupted_segment_frames_resume(nilered_series, tmp_path):
         assert first["masks"] is None and first["frames"].computed == 2
         rest = segment_frames(client, paths, image, tmp_path / "seg")
         assert rest["frames"].computed == 2 and rest["frames"].skipped == 2
-        fresh = segment_frames(client, paths, image, tmp_path / "fresh")
+        fresh = segment_frames(client, paths, image, tmp_path / "fresh", pyramid_levels=1)
         assert np.array_equal(_zarr(rest["masks_zarr"]), _zarr(fresh["masks_zarr"]))
+    # levels: every second voxel of masks and labels, the mean of the intensity; valid NGFF 0.5
+    import zarr
+    from ome_zarr_models.v05 import Image
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    masks = _zarr(fresh["masks_zarr"])
+    assert np.array_equal(_zarr(fresh["masks_zarr"], "1"), masks[..., ::2, ::2])
+    labels = _zarr(fresh["ngff"], "labels/compartments/0")
+    assert np.array_equal(_zarr(fresh["ngff"], "labels/compartments/1"), labels[..., ::2, ::2])
+    intensity = _zarr(fresh["ngff"])
+    assert np.allclose(_zarr(fresh["ngff"], "1"), intensity.reshape(4, 2, 24, 2, 24, 2).mean(axis=(3, 5)))
+    Image.from_zarr(zarr.open_group(str(fresh["masks_zarr"]), mode="r"))
+    root = zarr.open_group(str(fresh["ngff"]), mode="r")
+    Image.from_zarr(root)
+    ImageLabel.from_zarr(root["labels"]["compartments"])
+    with open_client(None, None) as client:
         assert json.loads(rest["alignment"].read_text()) == json.loads(fresh["alignment"].read_text())
         done = segment_frames(client, paths, image, tmp_path / "seg")
         assert done["frames"].computed == 0 and done["frames"].skipped == 4
+
+
+def test_big_frames_run_as_time_point_blocks(series, tmp_path, dask_address):
+    """With block_voxels (or frames larger than a block) every block of every time point is a task: equal to
+    predict_array on each frame (normalized on its own) with the same blocks; resumable; levels per frame."""
+    import zarr
+    from ome_zarr_models.v05 import Image
+
+    from stainfree import api
+    from stainfree.execute.cluster import open_client
+    from stainfree.execute.frame_blocks import predict_frame_blocks
+    from stainfree.inference.tiling import predict_array
+    from stainfree.io.readers import read_image
+    from stainfree.models.bundle import load_bundle
+
+    bundle, image = series
+    tile, block_voxels = (8, 32, 32), 16000
+    kw = {"tile": list(tile), "block_voxels": block_voxels, "bf16": False, "progress": False}
+    result = api.predict_job(bundle, image, tmp_path / "job.ome.zarr", scheduler=dask_address, **kw)
+    run = result["blocks"]
+    assert run.total == 4 * 4 and run.computed == 16  # 4 time points of 4 blocks (Y and X halved)
+    img = np.asarray(read_image(image, intensities=True)[0], dtype=np.float32).reshape(4, 1, 8, 64, 64)
+    model = load_bundle(bundle).model
+    got = _zarr(result["image"])
+    for t in range(4):
+        x64 = img[t].astype(np.float64)
+        xn = (img[t] - np.float32(x64.mean())) / np.float32(x64.std())
+        ref = predict_array(
+            model, xn, spatial_dims=3, roi_size=tile, overlap=3 / 16, max_block_voxels=block_voxels, divisor=4
+        )
+        assert np.abs(got[t] - ref).max() < 1e-5, t
+    out = tmp_path / "r.ome.zarr"
+    opts = {"roi_size": tile, "max_block_voxels": block_voxels, "pyramid_levels": 1}
+    with open_client(None, None) as client:
+        first = predict_frame_blocks(client, bundle, image, out, max_blocks=5, **opts)
+        assert first.path is None and first.computed == 5
+        rest = predict_frame_blocks(client, bundle, image, out, **opts)
+        assert rest.computed == 11 and rest.skipped == 5
+    assert np.abs(_zarr(out) - got).max() < 1e-5
+    level1 = _zarr(out, "1")
+    assert level1.shape == (4, 1, 8, 32, 32)
+    assert np.allclose(level1, got.reshape(4, 1, 8, 32, 2, 32, 2).mean(axis=(4, 6)), atol=1e-6)
+    Image.from_zarr(zarr.open_group(str(out), mode="r"))

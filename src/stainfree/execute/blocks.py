@@ -57,22 +57,29 @@ _INPUTS: dict[str, Any] = {}
 _INPUT_LOCK = threading.Lock()
 
 
-def _input_czyx(path: str) -> Any:
-    """The lazy (C, Z, Y, X) view of an input image, opened once per worker process."""
+def _input_czyx(path: str, frame: int | None = None) -> Any:
+    """The lazy (C, Z, Y, X) view of an input image (of its time point ``frame``: a time-lapse), opened once
+    per worker process."""
     from stainfree.io.readers import read_image
 
     with _INPUT_LOCK:
-        if path not in _INPUTS:
+        key = path if frame is None else f"{path}\0{frame}"
+        if key not in _INPUTS:
             image, meta = read_image(path, lazy=True, intensities=True)
-            index = tuple(slice(None) if a in meta.axes else None for a in "CZYX")
-            _INPUTS[path] = image[index]
-        return _INPUTS[path]
+            axes = meta.axes
+            if frame is not None:
+                image, axes = image[frame], axes.replace("T", "")
+            index = tuple(slice(None) if a in axes else None for a in "CZYX")
+            _INPUTS[key] = image[index]
+        return _INPUTS[key]
 
 
 @local_dask
-def slab_sums(path: str, channels: list[int], z0: int, z1: int) -> list[tuple[float, float, int]]:
+def slab_sums(
+    path: str, channels: list[int], z0: int, z1: int, frame: int | None = None
+) -> list[tuple[float, float, int]]:
     """Per channel: sum, sum of squares and count of planes ``z0:z1`` (float64): z-score statistics."""
-    x = _input_czyx(path)
+    x = _input_czyx(path, frame)
     band = max(1, (1 << 22) // max(1, int(x.shape[-1])))  # rows read at once: ~4 Mi voxels, bounded memory
     out = []
     for c in channels:
@@ -88,11 +95,13 @@ def slab_sums(path: str, channels: list[int], z0: int, z1: int) -> list[tuple[fl
 
 
 @local_dask
-def sample_stats(path: str, channels: list[int], low: float, high: float) -> list[dict[str, Any]]:
+def sample_stats(
+    path: str, channels: list[int], low: float, high: float, frame: int | None = None
+) -> list[dict[str, Any]]:
     """Percentile statistics per channel on a regular subsample of at most ~16 Mi voxels (as predict_file)."""
     from stainfree.data.preprocess import normalize
 
-    x = _input_czyx(path)
+    x = _input_czyx(path, frame)
     out = []
     for c in channels:
         step = max(1, int(np.ceil((np.prod(x.shape[1:]) / (1 << 24)) ** (1 / 3))))
@@ -139,15 +148,23 @@ def _tuples(v: Any) -> Any:
 
 
 def _statistics(
-    client: Any, cfg: Any, path: str, channels: list[int], n_z: int, shape_yx: tuple[int, ...]
+    client: Any,
+    cfg: Any,
+    path: str,
+    channels: list[int],
+    n_z: int,
+    shape_yx: tuple[int, ...],
+    frame: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Normalization statistics of the whole input, computed chunk-wise on the workers."""
+    """Normalization statistics of the whole input (of its time point ``frame``), computed chunk-wise on the
+    workers."""
     if cfg.normalization_scope == "dataset" and cfg.normalization_stats:
         return [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in cfg.normalization_stats]
     if cfg.normalization == "zscore":
         step = max(1, (1 << 24) // max(1, int(np.prod(shape_yx))))  # planes per task: ~16 Mi voxels
         futures = [
-            client.submit(slab_sums, path, channels, z, min(z + step, n_z)) for z in range(0, n_z, step)
+            client.submit(slab_sums, path, channels, z, min(z + step, n_z), frame)
+            for z in range(0, n_z, step)
         ]
         parts = client.gather(futures)
         stats = []
@@ -162,7 +179,7 @@ def _statistics(
         return stats
     if cfg.normalization == "percentile":
         low, high = cfg.percentile_range
-        return list(client.submit(sample_stats, path, channels, float(low), float(high)).result())
+        return list(client.submit(sample_stats, path, channels, float(low), float(high), frame).result())
     return [{"method": "none"} for _ in channels]
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from stainfree.errors import InputError
 from stainfree.execute.blocks import BlockRun, _finalize, _read_plan, _run, working_path
+from stainfree.execute.pyramid import build_pyramid, level_factors
 from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
 from stainfree.inference.predict import read_array
 
@@ -164,6 +165,7 @@ def predict_frames(
     options: dict[str, Any],
     max_frames: int | None = None,
     progress: bool = False,
+    pyramid_levels: int | None = None,
 ) -> BlockRun:
     """Predict a time-lapse with one bundle, one task per time point, into an OME-Zarr (NGFF 0.5, T axis).
 
@@ -180,6 +182,9 @@ def predict_frames(
         Compute at most this many unfinished frames, then stop with the run resumable.
     progress : bool
         Show a progress bar over frames.
+    pyramid_levels : int, optional
+        Multiscale levels (:mod:`stainfree.execute.pyramid`); None: until the smaller of Y and X is at most
+        512; 0: none.
 
     Returns
     -------
@@ -207,7 +212,14 @@ def predict_frames(
     out_axes = "TC" + ("Z" if keep_z else "") + "YX"
     out_shape = (shape["T"], len(names), *([shape["Z"]] if keep_z else []), shape["Y"], shape["X"])
     opts = {k: v for k, v in options.items() if k != "progress"}
-    description = {"input": file_stamp(input_path), "bundle": file_stamp(bundle), "options": opts}
+    description: dict[str, Any] = {
+        "input": file_stamp(input_path),
+        "bundle": file_stamp(bundle),
+        "options": opts,
+    }
+    factors = level_factors(out_axes, meta.voxel_size_um, out_shape, pyramid_levels)
+    if factors:
+        description["pyramid"] = factors
     key = fingerprint(description)
     total = shape["T"]
     if (out / RUN_DIR / "complete.json").is_file() and _read_plan(out) == key:
@@ -226,7 +238,9 @@ def predict_frames(
     _run(client, job, todo, progress, predict_one_frame, "predicting frames")
     if len(done) + len(todo) < total:
         return BlockRun(None, total, len(todo), len(done))
-    _finalize(work, out, out_axes, meta.voxel_size_um, names, total)
+    if factors:
+        build_pyramid(client, work, [""], factors)
+    _finalize(work, out, out_axes, meta.voxel_size_um, names, total, factors=factors)
     return BlockRun(out, total, len(todo), len(done))
 
 
@@ -243,6 +257,7 @@ def segment_frames(
     alignment: str | tuple[float, float, float] = "auto",
     max_frames: int | None = None,
     progress: bool = False,
+    pyramid_levels: int | None = None,
 ) -> dict[str, Any]:
     """Segment a Nile Red time-lapse with the catalog bundles, one task per time point.
 
@@ -261,8 +276,8 @@ def segment_frames(
         The time-lapse (T, C, [Z,] Y, X) with the yellow and red channels; the output folder.
     name, catalog, threshold, tta, alignment
         As :func:`stainfree.workflows.organelles.segment`.
-    max_frames, progress
-        As :func:`predict_frames`.
+    max_frames, progress, pyramid_levels
+        As :func:`predict_frames` (levels of masks and labels: every second voxel; of the intensity: mean).
 
     Returns
     -------
@@ -309,6 +324,9 @@ def segment_frames(
         "settings": settings,
         "name": stem,
     }
+    factors = level_factors("TZYX", meta.voxel_size_um, (n_t, *spatial), pyramid_levels)
+    if factors:
+        description["pyramid"] = factors
     key = fingerprint(description)
     total = n_t
     if _read_plan(paths["masks_zarr"]) == key and all(p.exists() for p in paths.values()):
@@ -362,8 +380,12 @@ def segment_frames(
         "properties": {compartment_id(c): c for c in COMPARTMENTS},
     }
     vox = meta.voxel_size_um
-    _finalize(work_image, paths["ngff"], "TZYX", vox, ["nile_red_intensity"], total, labels=labels)
-    _finalize(work_masks, paths["masks_zarr"], "TCZYX", vox, list(COMPARTMENTS), total)  # last: complete
+    if factors:
+        build_pyramid(client, work_image, ["", "labels/compartments"], factors)
+        build_pyramid(client, work_masks, [""], factors)
+    intensity = ["nile_red_intensity"]
+    _finalize(work_image, paths["ngff"], "TZYX", vox, intensity, total, labels=labels, factors=factors)
+    _finalize(work_masks, paths["masks_zarr"], "TCZYX", vox, list(COMPARTMENTS), total, factors=factors)
     return {**paths, "frames": BlockRun(paths["masks_zarr"], total, len(todo), len(done))}
 
 

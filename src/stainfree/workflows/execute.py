@@ -161,7 +161,9 @@ def predict_job(
         One image, an HCS OME-Zarr plate, a folder of images or a quoted glob pattern.
     output : path
         One image: ``.ome.zarr`` (predicted as resumable blocks when the bundle allows it; a time-lapse as
-        one resumable task per time point, :mod:`stainfree.execute.frames`) or ``.ome.tif``.
+        one resumable task per time point, :mod:`stainfree.execute.frames`, or per block of a time point
+        where frames are big or ``block_voxels`` is given, :mod:`stainfree.execute.frame_blocks`) or
+        ``.ome.tif``.
         Many: a folder mirroring the input (``<stem>.ome.tif``, ``.ome.zarr`` for Zarr inputs), or for a
         plate an NGFF 0.5 plate ``.ome.zarr`` with the same wells and fields; ``summary.csv`` in it.
     scheduler, cluster : str, optional
@@ -177,8 +179,9 @@ def predict_job(
         :func:`stainfree.api.predict`: every window of every block or position is averaged over its flipped
         and turned views.
     pyramid_levels : int, optional
-        Multiscale levels of an image predicted as blocks, computed on the cluster after level 0
-        (:mod:`stainfree.execute.pyramid`); None: until the smaller of Y and X is at most 512; 0: none.
+        Multiscale levels of an image predicted as blocks or frames (OME-Zarr), computed on the cluster
+        after level 0 (:mod:`stainfree.execute.pyramid`); None: until the smaller of Y and X is at most 512;
+        0: none.
 
     Returns
     -------
@@ -276,9 +279,30 @@ def _predict_one(
     lock = output_lock(out.parent, name=f".{out.name}.stainfree.lock", stale=f".{out.name}.*{PARTIAL_SUFFIX}")
     with lock, open_client(scheduler, cluster) as client:
         if frames:
+            from stainfree.execute.frame_blocks import frames_as_blocks, predict_frame_blocks
             from stainfree.execute.frames import predict_frames
 
-            run = predict_frames(client, paths[0], source, out, options=options, progress=progress)
+            if frames_as_blocks(cached_bundle(paths[0]).config, meta, block_voxels):  # big frames
+                run = predict_frame_blocks(
+                    client,
+                    paths[0],
+                    source,
+                    out,
+                    max_block_voxels=block_voxels,
+                    progress=progress,
+                    pyramid_levels=pyramid_levels,
+                    **options,
+                )
+                return {"image": run.path, "blocks": run}
+            run = predict_frames(
+                client,
+                paths[0],
+                source,
+                out,
+                options=options,
+                progress=progress,
+                pyramid_levels=pyramid_levels,
+            )
             return {"image": run.path, "frames": run}
         if blocks:
             run = predict_blocks(
@@ -350,7 +374,9 @@ def segment_job(
 
         key = positions[0].key
         with output_lock(out), open_client(scheduler, cluster) as client:
-            frames = segment_frames(client, paths, input, out / key, progress=progress, **options)
+            frames = segment_frames(
+                client, paths, input, out / key, progress=progress, pyramid_levels=pyramid_levels, **options
+            )
         return {"output": out, **frames}
     if layout == "file" and _segment_as_blocks(paths, Path(input), block_voxels):
         from stainfree.execute.cluster import open_client
