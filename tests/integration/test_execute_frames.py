@@ -43,6 +43,14 @@ def test_predict_job_runs_frames_as_tasks(series, tmp_path, dask_address):
     )
     run = result["frames"]
     assert run.total == 4 and run.computed == 4 and result["image"] == tmp_path / "job.ome.zarr"
+    from distributed import Client
+
+    with Client(dask_address) as client:  # both worker processes predicted frames (each opened the series)
+        opened = client.run(
+            lambda p: p in __import__("stainfree.execute.frames", fromlist=["_SERIES"])._SERIES,
+            str(image.resolve()),
+        )
+    assert len(opened) == 2 and all(opened.values())
     one = predict_file(bundle, image, tmp_path / "one.ome.zarr", progress=False, overlap=3 / 16)
     ref, ref_meta = read_image(one)
     got, meta = read_image(result["image"])
