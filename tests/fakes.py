@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 
-def constant_bundle(folder, name, task, class_names, bias, patch_shape=(16, 16), threshold=None, seed=None):
+def constant_bundle(
+    folder, name, task, class_names, bias, patch_shape=(16, 16), threshold=None, seed=None, depth=1
+):
     """A tiny segmentation bundle whose output is the constant ``bias`` (every weight zero): a 2D attention
     U-Net on Nile Red (ratiometric input), for testing the catalog runner without training. With ``seed``
-    the weights are random instead (seeded), so that masks vary across the image."""
+    the weights are random instead (seeded), so that masks vary across the image; ``depth``: of the U-Net
+    (its input sides must be multiples of ``2 ** depth``)."""
     import torch
 
     if seed is not None:
@@ -21,7 +24,7 @@ def constant_bundle(folder, name, task, class_names, bias, patch_shape=(16, 16),
         spatial_dims=2,
         in_channels=2,
         out_channels=len(bias),
-        depth=1,
+        depth=depth,
         base_channels=2,
     )
     model = build_model(mc)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 BLOCK_VOXELS = 20000  # 8 x 96 x 96 planes of the 2D catalog nets -> 4 blocks of 2 planes
+MITO = 8  # index of mitochondria among the 15 masks
 
 
 @pytest.fixture()
@@ -121,3 +122,40 @@ def test_interrupted_segment_run_resumes(nilered, tmp_path, monkeypatch):
         other = segment_blocks(client, paths, image, out, threshold=0.3, **kw)
         assert other["blocks"].computed == 4
         assert _zarr(other["masks"])[7].sum() > resumed[7].sum()
+
+
+def test_bundles_of_different_tiles_segment_as_blocks(tmp_path, dask_address, constant_bundle):
+    """Bundles whose plans differ (tile, divisor, halo) share one block grid, each with its own windows:
+    masks and label map equal single-process api.segment."""
+    from stainfree import api
+    from stainfree.execute.blocks import bundle_plan
+    from stainfree.execute.cluster import cached_bundle
+    from stainfree.inference.predict import default_bundle_roi
+    from stainfree.io.readers import read_image
+    from stainfree.io.writers import write_ome_zarr
+    from stainfree.workflows.execute import _bundle_paths
+
+    rng = np.random.default_rng(4)
+    shape = (8, 100, 100)
+    yellow = 100 + 600 * rng.random(shape)
+    img = np.stack([yellow, 0.7 * yellow + 3 * rng.random(shape)]).astype(np.float32)
+    image = write_ome_zarr(tmp_path / "cell.ome.zarr", img, "CZYX", (0.5, 0.2, 0.2), ["yellow", "red"])
+    d = tmp_path / "bundles"
+    constant_bundle(d, "LD", "binary", ["lipid_droplet"], [0.0], (32, 32), seed=1, depth=1)
+    constant_bundle(d, "MITO", "binary", ["mitochondria"], [0.0], (32, 32), seed=2, depth=3)
+    plans = []
+    for b in _bundle_paths(d):
+        cfg = cached_bundle(b).config
+        plans.append(bundle_plan(cfg, (2, *shape), 2, default_bundle_roi(cfg), 0.25, BLOCK_VOXELS))
+    assert plans[0].roi != plans[1].roi and plans[0].divisor != plans[1].divisor  # refused before
+    result = api.segment_job(
+        image, d, tmp_path / "job", scheduler=dask_address, block_voxels=BLOCK_VOXELS, progress=False
+    )
+    assert result["blocks"].total > 1
+    one = api.segment(image, d, tmp_path / "one")
+    masks = np.asarray(read_image(one["masks"])[0])
+    assert masks[7].any() and masks[MITO].any()
+    assert np.array_equal(_zarr(result["masks"]), masks)
+    assert np.array_equal(
+        _zarr(result["masks"], "labels/compartments/0"), np.asarray(read_image(one["labels"])[0])
+    )

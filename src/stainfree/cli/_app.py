@@ -92,9 +92,10 @@ CLUSTER = typer.Option(
 def echo_job(result: dict[str, Any]) -> None:
     """Print what a job wrote: one image, or the output folder, its summary and the count per status."""
     if "table" not in result:
-        run = result.get("blocks")
+        unit = "frames" if "frames" in result else "blocks"  # a time-lapse runs one task per time point
+        run = result.get(unit)
         if run is not None:
-            typer.echo(f"blocks: {run.computed} computed, {run.skipped} already done, of {run.total}")
+            typer.echo(f"{unit}: {run.computed} computed, {run.skipped} already done, of {run.total}")
         image = result["image"] if "image" in result else result.get("masks")
         typer.echo(str(image) if image is not None else "stopped before the last block")
         return

@@ -90,6 +90,14 @@ def segment_cmd(
             "and label map as an OME-Zarr whose chunks are the blocks; no overlay).",
         ),
     ] = None,
+    no_pyramid: Annotated[
+        bool,
+        typer.Option(
+            "--no-pyramid",
+            help="Jobs: no multiscale levels in an OME-Zarr written as blocks (default: halved until the "
+            "smaller of Y and X is at most 512).",
+        ),
+    ] = False,
 ) -> None:
     """Segment 15 compartments from one Nile Red image: masks (15 named channels), label map, overlay PNG.
 
@@ -120,6 +128,7 @@ def segment_cmd(
             tta=tta,
             alignment=align,
             block_voxels=block_voxels,
+            pyramid_levels=0 if no_pyramid else None,
         )
         echo_job(result)
         return

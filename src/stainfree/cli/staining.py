@@ -284,6 +284,14 @@ def predict_cmd(
         int | None,
         typer.Option("--block-voxels", help="Jobs: largest block with its halo (voxels); blocks are chunks."),
     ] = None,
+    no_pyramid: Annotated[
+        bool,
+        typer.Option(
+            "--no-pyramid",
+            help="Jobs: no multiscale levels in an OME-Zarr written as blocks (default: halved until the "
+            "smaller of Y and X is at most 512).",
+        ),
+    ] = False,
 ) -> None:
     """Predict fluorescence (or masks) from a label-free image; several bundles make a multi-channel image.
 
@@ -307,6 +315,7 @@ def predict_cmd(
             bf16=bf16,
             device=device,
             block_voxels=block_voxels,
+            pyramid_levels=0 if no_pyramid else None,
             progress=not quiet,
             tta=tta,
             uncertainty=uncertainty,

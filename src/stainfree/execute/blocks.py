@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from stainfree.errors import InputError
+from stainfree.execute.pyramid import build_pyramid, level_factors, multiscale_datasets
 from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
 from stainfree.inference.predict import NormalizedView
 from stainfree.inference.predict import read_array as _read
@@ -56,22 +57,29 @@ _INPUTS: dict[str, Any] = {}
 _INPUT_LOCK = threading.Lock()
 
 
-def _input_czyx(path: str) -> Any:
-    """The lazy (C, Z, Y, X) view of an input image, opened once per worker process."""
+def _input_czyx(path: str, frame: int | None = None) -> Any:
+    """The lazy (C, Z, Y, X) view of an input image (of its time point ``frame``: a time-lapse), opened once
+    per worker process."""
     from stainfree.io.readers import read_image
 
     with _INPUT_LOCK:
-        if path not in _INPUTS:
+        key = path if frame is None else f"{path}\0{frame}"
+        if key not in _INPUTS:
             image, meta = read_image(path, lazy=True, intensities=True)
-            index = tuple(slice(None) if a in meta.axes else None for a in "CZYX")
-            _INPUTS[path] = image[index]
-        return _INPUTS[path]
+            axes = meta.axes
+            if frame is not None:
+                image, axes = image[frame], axes.replace("T", "")
+            index = tuple(slice(None) if a in axes else None for a in "CZYX")
+            _INPUTS[key] = image[index]
+        return _INPUTS[key]
 
 
 @local_dask
-def slab_sums(path: str, channels: list[int], z0: int, z1: int) -> list[tuple[float, float, int]]:
+def slab_sums(
+    path: str, channels: list[int], z0: int, z1: int, frame: int | None = None
+) -> list[tuple[float, float, int]]:
     """Per channel: sum, sum of squares and count of planes ``z0:z1`` (float64): z-score statistics."""
-    x = _input_czyx(path)
+    x = _input_czyx(path, frame)
     band = max(1, (1 << 22) // max(1, int(x.shape[-1])))  # rows read at once: ~4 Mi voxels, bounded memory
     out = []
     for c in channels:
@@ -87,11 +95,13 @@ def slab_sums(path: str, channels: list[int], z0: int, z1: int) -> list[tuple[fl
 
 
 @local_dask
-def sample_stats(path: str, channels: list[int], low: float, high: float) -> list[dict[str, Any]]:
+def sample_stats(
+    path: str, channels: list[int], low: float, high: float, frame: int | None = None
+) -> list[dict[str, Any]]:
     """Percentile statistics per channel on a regular subsample of at most ~16 Mi voxels (as predict_file)."""
     from stainfree.data.preprocess import normalize
 
-    x = _input_czyx(path)
+    x = _input_czyx(path, frame)
     out = []
     for c in channels:
         step = max(1, int(np.ceil((np.prod(x.shape[1:]) / (1 << 24)) ** (1 / 3))))
@@ -138,15 +148,23 @@ def _tuples(v: Any) -> Any:
 
 
 def _statistics(
-    client: Any, cfg: Any, path: str, channels: list[int], n_z: int, shape_yx: tuple[int, ...]
+    client: Any,
+    cfg: Any,
+    path: str,
+    channels: list[int],
+    n_z: int,
+    shape_yx: tuple[int, ...],
+    frame: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Normalization statistics of the whole input, computed chunk-wise on the workers."""
+    """Normalization statistics of the whole input (of its time point ``frame``), computed chunk-wise on the
+    workers."""
     if cfg.normalization_scope == "dataset" and cfg.normalization_stats:
         return [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in cfg.normalization_stats]
     if cfg.normalization == "zscore":
         step = max(1, (1 << 24) // max(1, int(np.prod(shape_yx))))  # planes per task: ~16 Mi voxels
         futures = [
-            client.submit(slab_sums, path, channels, z, min(z + step, n_z)) for z in range(0, n_z, step)
+            client.submit(slab_sums, path, channels, z, min(z + step, n_z), frame)
+            for z in range(0, n_z, step)
         ]
         parts = client.gather(futures)
         stats = []
@@ -161,7 +179,7 @@ def _statistics(
         return stats
     if cfg.normalization == "percentile":
         low, high = cfg.percentile_range
-        return list(client.submit(sample_stats, path, channels, float(low), float(high)).result())
+        return list(client.submit(sample_stats, path, channels, float(low), float(high), frame).result())
     return [{"method": "none"} for _ in channels]
 
 
@@ -188,6 +206,7 @@ def predict_blocks(
     progress: bool = False,
     tta: bool = False,
     uncertainty: bool = False,
+    pyramid_levels: int | None = None,
 ) -> BlockRun:
     """Predict one image with a bundle as blocks on ``client``'s workers into an OME-Zarr (NGFF 0.5).
 
@@ -206,6 +225,9 @@ def predict_blocks(
         Compute at most this many unfinished blocks, then stop with the run resumable (not finalized).
     progress : bool
         Show a progress bar over blocks.
+    pyramid_levels : int, optional
+        Multiscale levels added after level 0 (:mod:`stainfree.execute.pyramid`, on the workers); None: until
+        the smaller of Y and X is at most 512; 0: none.
 
     Returns
     -------
@@ -263,6 +285,9 @@ def predict_blocks(
     out_axes = "C" + ("Z" if keep_z else "") + "YX"
     out_shape = (len(names), *(czyx_shape[1:] if keep_z else czyx_shape[2:]))
     chunks = (len(names), *(plan.block_shape if keep_z else plan.block_shape[1:]))
+    factors = level_factors(out_axes, meta.voxel_size_um, out_shape, pyramid_levels)
+    if factors:  # only where there are levels: older runs without them stay resumable
+        description["pyramid"] = factors
     done_before = _read_plan(out) if (out / RUN_DIR / "complete.json").is_file() else None
     work = working_path(out)
     # the statistics (a pass over the whole input) are kept with the plan and reused while input, bundle and
@@ -307,7 +332,9 @@ def predict_blocks(
     _run(client, job, todo, progress)
     if len(done) + len(todo) < total:
         return BlockRun(None, total, len(todo), len(done))
-    _finalize(work, out, out_axes, meta.voxel_size_um, names, total)
+    if factors:
+        build_pyramid(client, work, [""], factors)
+    _finalize(work, out, out_axes, meta.voxel_size_um, names, total, factors=factors)
     return BlockRun(out, total, len(todo), len(done))
 
 
@@ -353,14 +380,16 @@ def _finalize(
     names: list[str],
     total: int,
     labels: dict[str, Any] | None = None,
+    factors: list[dict[str, int]] | None = None,
 ) -> None:
     """Write the NGFF 0.5 metadata (display windows from the block records) and move the store into place;
-    ``labels``: ``{"name", "colors", "properties"}`` of an NGFF label image at ``labels/<name>/0``."""
+    ``labels``: ``{"name", "colors", "properties"}`` of an NGFF label image at ``labels/<name>/0``;
+    ``factors``: those of the levels :func:`stainfree.execute.pyramid.build_pyramid` added."""
     import zarr
     from ome_zarr.format import FormatV05
     from ome_zarr.writer import write_multiscales_metadata
 
-    from stainfree.io.writers import ngff_axes, ngff_scale
+    from stainfree.io.writers import ngff_axes
 
     records = [json.loads((work / RUN_DIR / "done" / f"{i}.json").read_text()) for i in range(total)]
     channels = []
@@ -376,22 +405,16 @@ def _finalize(
         )
     omero = {"channels": channels, "rdefs": {"model": "greyscale" if len(names) == 1 else "color"}}
     group = zarr.open_group(str(work), mode="r+", zarr_format=3)
-    datasets = [
-        {
-            "path": "0",
-            "coordinateTransformations": [{"type": "scale", "scale": ngff_scale(axes, voxel_size_um, 0)}],
-        }
-    ]
     write_multiscales_metadata(
         group,
-        datasets,
+        multiscale_datasets(axes, voxel_size_um, factors),
         fmt=FormatV05(),
         axes=ngff_axes(axes, voxel_size_um),
         name=out.name.split(".")[0],
         metadata={"omero": omero},
     )
     if labels is not None:
-        _label_metadata(group, axes.replace("C", ""), voxel_size_um, labels)
+        _label_metadata(group, axes.replace("C", ""), voxel_size_um, labels, factors)
     shutil.rmtree(work / RUN_DIR / "done")
     (work / RUN_DIR / "complete.json").write_text(json.dumps({"blocks": total}))
     if out.is_dir() and not out.is_symlink():
@@ -401,27 +424,30 @@ def _finalize(
     os.replace(work, out)
 
 
-def _label_metadata(group: Any, axes: str, voxel_size_um: Any, labels: dict[str, Any]) -> None:
-    """NGFF 0.5 metadata of the one-level label image ``labels/<name>`` of ``group``."""
+def _label_metadata(
+    group: Any,
+    axes: str,
+    voxel_size_um: Any,
+    labels: dict[str, Any],
+    factors: list[dict[str, int]] | None = None,
+) -> None:
+    """NGFF 0.5 metadata of the label image ``labels/<name>`` of ``group`` (its levels: ``factors``)."""
     from ome_zarr.format import FormatV05
     from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
-    from stainfree.io.writers import ngff_axes, ngff_scale
+    from stainfree.io.writers import ngff_axes
 
     name = labels["name"]
     parent = group.require_group("labels")
-    datasets = [
-        {
-            "path": "0",
-            "coordinateTransformations": [{"type": "scale", "scale": ngff_scale(axes, voxel_size_um, 0)}],
-        }
-    ]
+    datasets = multiscale_datasets(axes, voxel_size_um, factors)
     write_multiscales_metadata(
         parent[name], datasets, fmt=FormatV05(), axes=ngff_axes(axes, voxel_size_um), name=name
     )
     colors = [{"label-value": int(k), "rgba": list(v)} for k, v in (labels.get("colors") or {}).items()]
     properties = [{"label-value": int(k), "class": v} for k, v in (labels.get("properties") or {}).items()]
     write_label_metadata(parent, name, colors=colors or None, properties=properties or None, fmt=FormatV05())
+    ome = parent.attrs.get("ome")  # ome-zarr leaves the version out of the labels group's ome block
+    parent.attrs["ome"] = {**(ome if isinstance(ome, dict) else {}), "version": "0.5"}
 
 
 def bundle_plan(

@@ -29,6 +29,7 @@ from stainfree.execute.blocks import (
     bundle_plan,
     working_path,
 )
+from stainfree.execute.pyramid import build_pyramid, level_factors
 from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
 from stainfree.inference.predict import NormalizedView
 from stainfree.inference.predict import read_array as _read
@@ -109,8 +110,10 @@ def segment_one_block(job: dict[str, Any], index: int) -> int:
 
     source = _input_czyx(job["input"])
     plan = BlockPlan(**{k: _tuples(v) for k, v in job["plan"].items()})
+    own = [BlockPlan(**{k: _tuples(v) for k, v in p.items()}) for p in job.get("net_plans") or []]
     nets = []
-    for net in job["nets"]:
+    for i, net in enumerate(job["nets"]):
+        net_plan = own[i] if own else plan  # each bundle's own windows over the common cores
         bundle = cached_bundle(net["bundle"])
         view: Any
         if net["pre"] is not None:
@@ -118,8 +121,8 @@ def segment_one_block(job: dict[str, Any], index: int) -> int:
             view = RatiometricView(source, net["channels"][0], net["channels"][1], net["shift"], pre)
         else:
             view = NormalizedView(source, net["channels"], net["stats"])
-        runner = window_runner(bundle.model, plan, **job["runner"])
-        nets.append((bundle.config, view, plan, runner))
+        runner = window_runner(bundle.model, net_plan, **job["runner"])
+        nets.append((bundle.config, view, net_plan, runner))
     core = plan.cores[index]
     masks, labels = segment_block(nets, core, threshold=job["threshold"], priority=job["priority"])
     region = tuple(slice(a, b) for a, b in core)
@@ -146,6 +149,7 @@ def segment_blocks(
     max_block_voxels: int | None = None,
     max_blocks: int | None = None,
     progress: bool = False,
+    pyramid_levels: int | None = None,
 ) -> dict[str, Any]:
     """Segment one Nile Red image with the catalog bundles as blocks on ``client``'s workers.
 
@@ -165,13 +169,15 @@ def segment_blocks(
     ----------
     client : distributed.Client
     bundles : list of str
-        Bundle folders; their plans must cut the image into the same blocks (same tile and depth).
+        Bundle folders. Where their tiles or depths differ, the blocks are those of
+        :func:`stainfree.inference.blockplan.common_grid` and each bundle predicts every block with its own
+        windows and halo.
     input_path, out_dir : path
         The Nile Red image (yellow and red channels), the output folder.
     name, catalog, threshold, tta, alignment
         As :func:`stainfree.workflows.organelles.segment`.
-    max_block_voxels, max_blocks, progress
-        As :func:`predict_blocks`.
+    max_block_voxels, max_blocks, progress, pyramid_levels
+        As :func:`predict_blocks` (levels of the masks and of the label map: every second voxel).
 
     Returns
     -------
@@ -183,6 +189,7 @@ def segment_blocks(
     from stainfree.atomic import write_text
     from stainfree.catalog import DEFAULT_CATALOG, load_catalog
     from stainfree.execute.cluster import cached_bundle
+    from stainfree.inference.blockplan import DEFAULT_BLOCK_VOXELS, common_grid
     from stainfree.inference.predict import default_bundle_roi
     from stainfree.inference.segblocks import segmentable_as_blocks
     from stainfree.inference.segment import COMPARTMENT_COLORS, nilered_channel_names
@@ -208,12 +215,11 @@ def segment_blocks(
         dims = int(cfg.spatial_dims)
         roi = default_bundle_roi(cfg)
         plans.append(bundle_plan(cfg, czyx_shape, dims, roi, overlap, max_block_voxels))
-    if any(p != plans[0] for p in plans[1:]):
-        raise InputError(
-            "bundles",
-            "the bundles cut the image into different blocks (tile or depth differ): segment per position",
-        )
     plan = plans[0]
+    own_plans: list[dict[str, Any]] | None = None
+    if any(p != plan for p in plans[1:]):  # tiles or depths differ: one grid, each bundle its own windows
+        plan = common_grid(plans, max_block_voxels or DEFAULT_BLOCK_VOXELS)
+        own_plans = [asdict(p) for p in plans]
     stem = name or Path(input_path).name.split(".")[0]
     out = Path(out_dir) / f"{stem}_masks.ome.zarr"
     work = working_path(out)
@@ -249,6 +255,11 @@ def segment_blocks(
         "plan": asdict(plan),
         "nets": [{k: v for k, v in n.items() if k != "bundle"} for n in nets],
     }
+    if own_plans is not None:
+        description["net_plans"] = own_plans
+    factors = level_factors("CZYX", meta.voxel_size_um, czyx_shape, pyramid_levels)
+    if factors:  # only where there are levels: older runs without them stay resumable
+        description["pyramid"] = factors
     key = fingerprint(description)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     vox = meta.voxel_size_um
@@ -300,6 +311,7 @@ def segment_blocks(
         "input": src,
         "store": str(work),
         "plan": asdict(plan),
+        "net_plans": own_plans,
         "nets": nets,
         "runner": runner,
         "threshold": threshold,
@@ -317,7 +329,9 @@ def segment_blocks(
         "colors": {compartment_id(c): (*COMPARTMENT_COLORS[c], 255) for c in COMPARTMENTS},
         "properties": {compartment_id(c): c for c in COMPARTMENTS},
     }
-    _finalize(work, out, "CZYX", vox, list(COMPARTMENTS), total, labels=labels)
+    if factors:
+        build_pyramid(client, work, ["", "labels/compartments"], factors)
+    _finalize(work, out, "CZYX", vox, list(COMPARTMENTS), total, labels=labels, factors=factors)
     return {"masks": out, "alignment": alignment_path, "blocks": BlockRun(out, total, len(todo), len(done))}
 
 

@@ -5,7 +5,7 @@ engine, :mod:`stainfree.execute.blocks`, runs them on workers)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from stainfree.inference.tiling import (
 )
 from stainfree.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW_MEMORY
 
-__all__ = ["BlockPlan", "plan_blocks", "predict_block", "window_runner"]
+__all__ = ["BlockPlan", "common_grid", "plan_blocks", "predict_block", "window_runner"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,27 @@ def plan_blocks(
     grid_roi, grid_halo = ((1, *roi), (0, *halo)) if planes else (roi, halo)
     block, cores = _block_grid(shape, grid_roi, grid_halo, max_block_voxels)
     return BlockPlan(shape, roi, halo, margin, planes, block, tuple(cores), div)
+
+
+def common_grid(plans: Sequence[BlockPlan], max_block_voxels: int = DEFAULT_BLOCK_VOXELS) -> BlockPlan:
+    """One block grid for several networks' plans over the same image (tiles, halos or divisors differ).
+
+    The cores are those :func:`plan_blocks` cuts with the largest tile and halo of ``plans`` on every image
+    axis, so that each network's core plus its own halo stays within ``max_block_voxels``; each network then
+    predicts every core with its own plan (:func:`predict_block` takes any core). The returned plan is the
+    first one with these cores. Its prediction of a core equals the whole-image prediction where the core
+    spans the axes its windows run along (2D networks over planes: blocks of whole planes); elsewhere windows
+    are laid out per block, as in predict_array with this grid.
+    """
+
+    def grid(p: BlockPlan) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return ((1, *p.roi), (0, *p.halo)) if p.planes else (p.roi, p.halo)
+
+    rois, halos = zip(*(grid(p) for p in plans), strict=True)
+    roi = tuple(max(r) for r in zip(*rois, strict=True))
+    halo = tuple(max(h) for h in zip(*halos, strict=True))
+    block, cores = _block_grid(plans[0].shape, roi, halo, max_block_voxels)
+    return replace(plans[0], block_shape=block, cores=tuple(cores))
 
 
 def predict_block(

@@ -109,7 +109,8 @@ def segment_block(
     ----------
     nets : sequence of (bundle config, input view, BlockPlan, window runner)
         Every bundle with its (C, Z, Y, X) input (a :class:`RatiometricView` or a normalizing view), its
-        plan (same cores for all) and :func:`stainfree.inference.blockplan.window_runner`.
+        own plan (tile, halo, divisor; the caller's cores are the same for all) and
+        :func:`stainfree.inference.blockplan.window_runner`.
     core : sequence of (start, stop)
         The (Z, Y, X) core.
     threshold, priority

@@ -149,6 +149,7 @@ def predict_job(
     progress: bool = True,
     tta: bool = False,
     uncertainty: bool = False,
+    pyramid_levels: int | None = None,
 ) -> dict[str, Any]:
     """Predict one huge image as blocks, or every image of a plate, folder or glob, on a Dask cluster.
 
@@ -159,7 +160,10 @@ def predict_job(
     input : path or glob
         One image, an HCS OME-Zarr plate, a folder of images or a quoted glob pattern.
     output : path
-        One image: ``.ome.zarr`` (predicted as resumable blocks when the bundle allows it) or ``.ome.tif``.
+        One image: ``.ome.zarr`` (predicted as resumable blocks when the bundle allows it; a time-lapse as
+        one resumable task per time point, :mod:`stainfree.execute.frames`, or per block of a time point
+        where frames are big or ``block_voxels`` is given, :mod:`stainfree.execute.frame_blocks`) or
+        ``.ome.tif``.
         Many: a folder mirroring the input (``<stem>.ome.tif``, ``.ome.zarr`` for Zarr inputs), or for a
         plate an NGFF 0.5 plate ``.ome.zarr`` with the same wells and fields; ``summary.csv`` in it.
     scheduler, cluster : str, optional
@@ -174,11 +178,16 @@ def predict_job(
         Test-time augmentation, and the spread of its views as extra channels (one bundle), as in
         :func:`stainfree.api.predict`: every window of every block or position is averaged over its flipped
         and turned views.
+    pyramid_levels : int, optional
+        Multiscale levels of an image predicted as blocks or frames (OME-Zarr), computed on the cluster
+        after level 0 (:mod:`stainfree.execute.pyramid`); None: until the smaller of Y and X is at most 512;
+        0: none.
 
     Returns
     -------
     dict
-        ``{"image": path, "blocks": BlockRun}`` for one image; ``{"output", "summary", "table"}`` for many.
+        ``{"image": path, "blocks": BlockRun}`` for one image (``"frames"`` for a time-lapse);
+        ``{"output", "summary", "table"}`` for many.
     """
     from stainfree.errors import InputError
     from stainfree.inference.windows import native_bf16
@@ -211,7 +220,9 @@ def predict_job(
     out = Path(output)
     layout, positions = find_positions(input)
     if layout == "file":
-        return _predict_one(paths, Path(input), out, scheduler, cluster, options, block_voxels, progress)
+        return _predict_one(
+            paths, Path(input), out, scheduler, cluster, options, block_voxels, progress, pyramid_levels
+        )
     if layout == "plate":
         if len(paths) > 1:
             raise InputError(input, "a plate is predicted with one bundle at a time")
@@ -251,6 +262,7 @@ def _predict_one(
     options: dict[str, Any],
     block_voxels: int | None,
     progress: bool,
+    pyramid_levels: int | None = None,
 ) -> dict[str, Any]:
     from stainfree.atomic import PARTIAL_SUFFIX
     from stainfree.execute.blocks import predict_blocks
@@ -259,15 +271,49 @@ def _predict_one(
     from stainfree.io.readers import read_image
     from stainfree.lock import output_lock
 
-    blocks = False
+    blocks = frames = False
     if len(paths) == 1 and out.name.lower().endswith(".zarr"):
         _, meta = read_image(source, lazy=True)
         blocks = streamable(cached_bundle(paths[0]).config, meta)
+        frames = "T" in meta.axes  # a time-lapse: one task per time point
     lock = output_lock(out.parent, name=f".{out.name}.stainfree.lock", stale=f".{out.name}.*{PARTIAL_SUFFIX}")
     with lock, open_client(scheduler, cluster) as client:
+        if frames:
+            from stainfree.execute.frame_blocks import frames_as_blocks, predict_frame_blocks
+            from stainfree.execute.frames import predict_frames
+
+            if frames_as_blocks(cached_bundle(paths[0]).config, meta, block_voxels):  # big frames
+                run = predict_frame_blocks(
+                    client,
+                    paths[0],
+                    source,
+                    out,
+                    max_block_voxels=block_voxels,
+                    progress=progress,
+                    pyramid_levels=pyramid_levels,
+                    **options,
+                )
+                return {"image": run.path, "blocks": run}
+            run = predict_frames(
+                client,
+                paths[0],
+                source,
+                out,
+                options=options,
+                progress=progress,
+                pyramid_levels=pyramid_levels,
+            )
+            return {"image": run.path, "frames": run}
         if blocks:
             run = predict_blocks(
-                client, paths[0], source, out, max_block_voxels=block_voxels, progress=progress, **options
+                client,
+                paths[0],
+                source,
+                out,
+                max_block_voxels=block_voxels,
+                progress=progress,
+                pyramid_levels=pyramid_levels,
+                **options,
             )
             return {"image": run.path, "blocks": run}
         opts = {**options, "progress": False}
@@ -290,6 +336,7 @@ def segment_job(
     alignment: str | tuple[float, float, float] = "auto",
     block_voxels: int | None = None,
     progress: bool = True,
+    pyramid_levels: int | None = None,
 ) -> dict[str, Any]:
     """Segment one huge Nile Red image as blocks, or every image of a plate, folder or glob, on Dask.
 
@@ -300,13 +347,17 @@ def segment_job(
     as its NGFF labels, and ``<stem>_alignment.json``, in ``<out_dir>/<stem>/``; masks equal to the
     per-position ones) when ``block_voxels`` is given or it is larger than one block of the predictor
     (``DEFAULT_BLOCK_VOXELS`` per channel), and every bundle allows it (one frame, no resampling); otherwise
-    as one position. Other parameters as :func:`stainfree.api.segment` and :func:`predict_job`.
+    as one position. A time-lapse runs one task per time point
+    (:func:`~stainfree.execute.frames.segment_frames`: the outputs of :func:`stainfree.api.segment`, resumable
+    per frame). Other parameters as :func:`stainfree.api.segment` and :func:`predict_job` (``pyramid_levels``:
+    of the masks and label map segmented as blocks).
 
     Returns
     -------
     dict
         ``output`` folder, ``summary`` CSV path and the summary ``table``; for one image as blocks
-        ``{"output", "masks", "alignment", "blocks"}``.
+        ``{"output", "masks", "alignment", "blocks"}``; for a time-lapse the paths of
+        :func:`stainfree.api.segment` and ``frames``.
     """
     parse_cluster(cluster)
     paths = _bundle_paths(bundles)
@@ -316,6 +367,17 @@ def segment_job(
     options: dict[str, Any] = {"catalog": catalog, "tta": tta, "alignment": alignment}
     if threshold is not None:
         options["threshold"] = threshold
+    if layout == "file" and _is_time_lapse(Path(input)):  # one task per time point
+        from stainfree.execute.cluster import open_client
+        from stainfree.execute.frames import segment_frames
+        from stainfree.lock import output_lock
+
+        key = positions[0].key
+        with output_lock(out), open_client(scheduler, cluster) as client:
+            frames = segment_frames(
+                client, paths, input, out / key, progress=progress, pyramid_levels=pyramid_levels, **options
+            )
+        return {"output": out, **frames}
     if layout == "file" and _segment_as_blocks(paths, Path(input), block_voxels):
         from stainfree.execute.cluster import open_client
         from stainfree.execute.segment_blocks import segment_blocks
@@ -331,6 +393,7 @@ def segment_job(
                 name=key,
                 max_block_voxels=block_voxels,
                 progress=progress,
+                pyramid_levels=pyramid_levels,
                 **options,
             )
         return {"output": out, **result}
@@ -348,6 +411,12 @@ def segment_job(
         plate=layout == "plate",
         options=options,
     )
+
+
+def _is_time_lapse(source: Path) -> bool:
+    from stainfree.execute.frames import is_time_lapse
+
+    return is_time_lapse(source)
 
 
 def _segment_as_blocks(paths: list[str], source: Path, block_voxels: int | None) -> bool:
