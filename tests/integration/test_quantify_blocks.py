@@ -156,3 +156,18 @@ def test_quantify_blocks_label_map_other_settings(tmp_path, dask_address):
     with Client(dask_address) as client:
         result = quantify_blocks(client, path, tmp_path / "blocks", config=cfg, max_block_voxels=3000)
     assert_tables_equal(result["tables"], one)
+
+
+def test_quantify_blocks_refuses_instance_stacks(tmp_path, dask_address):
+    """Several ids in one channel make an instance stack for load_masks: not read as masks here."""
+    from distributed import Client
+
+    from stainfree.errors import InputError
+    from stainfree.execute.quantify_blocks import quantify_blocks
+    from stainfree.io.writers import write_ome_zarr
+
+    arr, names = make_masks()
+    arr[names.index("mitochondria"), 2:5, 20:28, 40:43] = 2
+    path = write_ome_zarr(tmp_path / "inst.ome.zarr", arr, "CZYX", (0.4, 0.1, 0.1), names, ngff_version="0.5")
+    with Client(dask_address) as client, pytest.raises(InputError, match="instance"):
+        quantify_blocks(client, path, tmp_path / "out", max_block_voxels=BLOCK_VOXELS)

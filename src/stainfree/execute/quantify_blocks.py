@@ -108,6 +108,7 @@ def _inputs(input_path: str | os.PathLike, config: Any) -> dict[str, Any]:
     chunks = getattr(image, "chunksize", None)
     return {
         "kind": kind,
+        "integer": bool(np.issubdtype(image.dtype, np.integer)),
         "names": names,
         "channels": [index[s] for s in names],
         "shape": shape,
@@ -239,6 +240,7 @@ def quantify_blocks(
         "names": info["names"],
         "channels": info["channels"],
         "kind": info["kind"],
+        "integer": info["integer"],
         "spacing": info["spacing"],
         "connectivity": int(cfg.connectivity),
         "min_size": int(cfg.min_size_voxels),
@@ -304,6 +306,7 @@ def _stages(runner: _Runner, job: dict[str, Any], cfg: Any, grid: BlockGrid) -> 
     names = job["names"]
     n_s = len(names)
     objs = runner.labelling(job, "structures", n_s)
+    _check_values(runner, job, len(grid))
     present = sorted({int(c) for c in objs.channel[1:]})
     overlaps = runner.stage(job, "overlaps", len(grid), overlap_task, "overlaps")
     job["layer_of"] = _layers(overlaps, present, n_s)
@@ -332,6 +335,22 @@ def _stages(runner: _Runner, job: dict[str, Any], cfg: Any, grid: BlockGrid) -> 
     parts = runner.stage(job, "objects", len(batches), objects_task, "objects")
     rows = {gid: v for p in parts for gid, v in p.items()}
     return _tables(cfg, job, objs, rows, sums, cells)
+
+
+def _check_values(runner: _Runner, job: dict[str, Any], n_blocks: int) -> None:
+    """What ``load_masks`` would refuse or read otherwise: label values beyond the names, or a channel stack
+    holding several ids per channel (an instance stack, quantified in memory)."""
+    found: dict[int, set[float]] = {}
+    for i in range(n_blocks):
+        for c, part in enumerate(load_record(record_path(runner.work, "structures-label", i))):
+            found.setdefault(c, set()).update(float(v) for v in part.get("values", ()))
+    values = set().union(*found.values()) if found else set()
+    if job["kind"] == "labels":
+        if values and (min(values) < 0 or max(values) > 15 or any(v % 1 for v in values)):
+            raise InputError(job["input"], "label values must be integers in 0..15 (one per compartment)")
+    elif job["integer"] and values and max(values) > 1:
+        if any(len(v) > 2 for v in found.values()):
+            raise InputError(job["input"], "several ids per channel (an instance stack): quantify in memory")
 
 
 def _field_base(objs: Any, names: list[str]) -> int:

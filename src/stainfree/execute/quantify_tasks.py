@@ -67,14 +67,19 @@ class Field:
         self._stores: dict[str, Any] = {}
 
     # ----- inputs and labellings -----
-    def mask(self, s: int, region: Region) -> np.ndarray:
-        """The input mask of structure ``s`` on ``region``."""
+    def mask(self, s: int, region: Region, seen: list[np.ndarray] | None = None) -> np.ndarray:
+        """The input mask of structure ``s`` on ``region``; ``seen`` collects the values found (for a mask
+        channel its first three distinct values, for a label map its smallest and largest)."""
         from stainfree.inference.predict import read_array
 
         channel = int(self.job["channels"][s])
         data = np.asarray(read_array(self.source[(channel if self.job["kind"] == "masks" else 0, *region)]))
         if self.job["kind"] == "labels":
+            if seen is not None and data.size:
+                seen.append(np.array([data.min(), data.max()], dtype=np.float64))
             return data == channel
+        if seen is not None:
+            seen.append(np.unique(data)[:3].astype(np.float64))
         return data > (0.5 if np.issubdtype(data.dtype, np.floating) else 0)
 
     def merged(self, name: str) -> Merged:
@@ -145,10 +150,10 @@ class Field:
         final = split.get("final")
         return np.asarray(final)[pre] if final is not None else pre
 
-    def label_masks(self, name: str, region: Region) -> np.ndarray:
-        """The masks (C, region) labelling ``name`` labels."""
+    def label_masks(self, name: str, region: Region, seen: list[np.ndarray] | None = None) -> np.ndarray:
+        """The masks (C, region) labelling ``name`` labels (``seen``: see :meth:`mask`)."""
         if name == "structures":
-            return np.stack([self.mask(s, region) for s in range(len(self.names))])
+            return np.stack([self.mask(s, region, seen) for s in range(len(self.names))])
         if name == "cells":
             others = [n for n in self.names if n != "extracellular"]
             return self.union(others, region)[None]
@@ -243,8 +248,11 @@ def label_task(job: dict[str, Any], index: int) -> int:
     f = field_of(job)
     name = job["name"]
     region = f.grid.region(index)
-    masks = f.label_masks(name, region)
+    seen: list[np.ndarray] = []
+    masks = f.label_masks(name, region, seen)
     labels, parts = label_block(masks, region, f.shape, _structure(job, name))
+    for part, values in zip(parts, seen, strict=False):
+        part["values"] = values  # the input's values, checked on the client
     zarr.open_array(str(f.work / f"labels_{name}"), mode="r+")[(slice(None), *region)] = labels
     save_record(record_path(f.work, job["stage"], index), parts)
     return index
