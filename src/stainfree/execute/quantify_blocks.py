@@ -56,6 +56,11 @@ __all__ = ["quantify_blocks", "quantifiable_as_blocks"]
 
 _IGNORED = ("labels", "label_map", "label", "background")
 
+#: Blocks of at most this many voxels where the input's chunks are too small to be blocks.
+DEFAULT_BLOCK_VOXELS = 1 << 24
+#: Chunks of at least this many voxels are the blocks by default (e.g. those of ``segment_blocks``).
+MIN_CHUNK_VOXELS = 1 << 20
+
 
 class _Stopped(Exception):
     """The task budget of a run (``max_tasks``) is spent."""
@@ -182,9 +187,12 @@ def quantify_blocks(
 ) -> dict[str, Any]:
     """Quantify one 3D mask image (e.g. ``<stem>_masks.ome.zarr`` of ``segment_blocks``) as blocks.
 
-    Equal to :func:`stainfree.api.quantify` on the same image (every table; floating-point sums of equal
-    terms may differ in the last bits): see the module docstring for how. Contacts within a distance
-    (``contact_distance_nm``) and time-lapses are quantified in memory only (:func:`quantifiable_as_blocks`).
+    Every table equals that of :func:`stainfree.api.quantify` on the same image, value for value (the
+    integer sums are exact and every floating-point value is formed by the in-memory code from the same
+    inputs in the same order; see the module docstring). Contacts within a distance (``contact_distance_nm``)
+    and time-lapses are quantified in memory only (:func:`quantifiable_as_blocks`). An object is measured
+    on its bounding box in one task, so an object as large as the field (extracellular) needs the memory
+    the in-memory path needs for it.
 
     Parameters
     ----------
@@ -196,7 +204,8 @@ def quantify_blocks(
     config : QuantifyConfig, optional
         Settings.
     max_block_voxels : int, optional
-        Largest block (default: the input's chunks).
+        Largest block (default: the input's chunks when they hold at least ``MIN_CHUNK_VOXELS``, else blocks
+        of at most ``DEFAULT_BLOCK_VOXELS``).
     max_tasks : int, optional
         Compute at most this many unfinished tasks, then stop with the run resumable.
     progress : bool
@@ -212,7 +221,10 @@ def quantify_blocks(
 
     cfg = config if config is not None else QuantifyConfig()
     info = _inputs(input_path, cfg)
-    grid = BlockGrid.plan(info["shape"], max_block_voxels, info["chunks"])
+    chunks = info["chunks"]
+    if max_block_voxels is None and (chunks is None or int(np.prod(chunks)) < MIN_CHUNK_VOXELS):
+        max_block_voxels = DEFAULT_BLOCK_VOXELS
+    grid = BlockGrid.plan(info["shape"], max_block_voxels, chunks)
     out = Path(out_dir)
     key = fingerprint(
         {"input": file_stamp(input_path), "config": cfg.model_dump(mode="json"), "block": grid.block}
@@ -359,13 +371,13 @@ def _field_base(objs: Any, names: list[str]) -> int:
     return int(min(objs.lo[g][0] for g in ok)) if ok else 0
 
 
-def _batches(objs: Any, budget: int = 1 << 22) -> list[list[int]]:
+def _batches(objs: Any, budget: int = 1 << 21) -> list[list[int]]:
     """Objects in batches of about ``budget`` bounding-box voxels (one task each)."""
     out: list[list[int]] = []
     size = budget
     for g in range(1, objs.n + 1):
         v = int(np.prod(objs.hi[g] - objs.lo[g]))
-        if size + v > budget or len(out[-1]) >= 256:
+        if size + v > budget or len(out[-1]) >= 64:
             out.append([])
             size = 0
         out[-1].append(g)
