@@ -171,3 +171,28 @@ def test_quantify_blocks_refuses_instance_stacks(tmp_path, dask_address):
     path = write_ome_zarr(tmp_path / "inst.ome.zarr", arr, "CZYX", (0.4, 0.1, 0.1), names, ngff_version="0.5")
     with Client(dask_address) as client, pytest.raises(InputError, match="instance"):
         quantify_blocks(client, path, tmp_path / "out", max_block_voxels=BLOCK_VOXELS)
+
+
+def test_quantify_blocks_large_objects_by_parts(masks_zarr, tmp_path, dask_address, monkeypatch):
+    """Objects larger than ``large_voxels`` measured block by block (bounded memory): every value identical
+    but the mesh's (surface, sphericity: float32 vertex coordinates, ~1e-7) and the mean signed nucleus
+    distance (a float sum in another order); the cell of objects above the subsample size too."""
+    from distributed import Client
+
+    import stainfree.execute.quantify_blocks as qb
+    from stainfree import api
+    from stainfree.quantify import measure
+
+    monkeypatch.setattr(measure, "CELL_SAMPLE", 5000)  # the extracellular object's cell from a subsample
+    monkeypatch.setattr(qb, "CELL_SAMPLE", 5000)
+    one = api.quantify(masks_zarr)
+    with Client(dask_address) as client:
+        result = qb.quantify_blocks(
+            client, masks_zarr, tmp_path / "parts", max_block_voxels=BLOCK_VOXELS, large_voxels=2000
+        )
+    tables = result["tables"]
+    mesh = ["surface_um2", "sphericity", "nucleus_distance_signed_um"]
+    assert (one["objects"]["n_voxels"] > 5000).sum() >= 2
+    pd.testing.assert_frame_equal(tables["objects"].drop(columns=mesh), one["objects"].drop(columns=mesh))
+    for key in one:
+        pd.testing.assert_frame_equal(tables[key], one[key], check_exact=False, rtol=1e-6, obj=key)

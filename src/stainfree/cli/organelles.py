@@ -247,6 +247,15 @@ def quantify_cmd(
             "the tables equal the in-memory ones).",
         ),
     ] = None,
+    large_object_voxels: Annotated[
+        int | None,
+        typer.Option(
+            "--large-object-voxels",
+            min=1,
+            help="With blocks: measure objects whose box holds more voxels block by block, in bounded memory "
+            "(surface and sphericity then agree to ~1e-7).",
+        ),
+    ] = None,
 ) -> None:
     """Count and measure organelles, their contacts and, for time-lapses, contact events.
 
@@ -279,7 +288,13 @@ def quantify_cmd(
             raise InputError(masks, "a quantify job takes --config, --min-size, --contact-nm, --link only")
         echo_job(
             api.quantify_job(
-                masks, out, scheduler=scheduler, cluster=cluster, config=cfg, block_voxels=block_voxels
+                masks,
+                out,
+                scheduler=scheduler,
+                cluster=cluster,
+                config=cfg,
+                block_voxels=block_voxels,
+                large_object_voxels=large_object_voxels,
             )
         )
         return

@@ -36,6 +36,7 @@ import pandas as pd
 
 from stainfree.errors import InputError
 from stainfree.execute.blocks import BlockRun, _run, working_path
+from stainfree.execute.quantify_large import measure_large
 from stainfree.execute.quantify_tasks import (
     LABELLINGS,
     label_task,
@@ -51,6 +52,7 @@ from stainfree.execute.quantify_tasks import (
 from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint
 from stainfree.quantify.blocklabels import BlockGrid, merge_components, node_offsets
 from stainfree.quantify.maps import NUCLEUS_STRUCTURES
+from stainfree.quantify.measure import CELL_SAMPLE
 
 __all__ = ["quantify_blocks", "quantifiable_as_blocks"]
 
@@ -182,6 +184,7 @@ def quantify_blocks(
     *,
     config: Any = None,
     max_block_voxels: int | None = None,
+    large_voxels: int | None = None,
     max_tasks: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -189,10 +192,9 @@ def quantify_blocks(
 
     Every table equals that of :func:`stainfree.api.quantify` on the same image, value for value (the
     integer sums are exact and every floating-point value is formed by the in-memory code from the same
-    inputs in the same order; see the module docstring). Contacts within a distance (``contact_distance_nm``)
-    and time-lapses are quantified in memory only (:func:`quantifiable_as_blocks`). An object is measured
-    on its bounding box in one task, so an object as large as the field (extracellular) needs the memory
-    the in-memory path needs for it.
+    inputs in the same order; see the module docstring), unless ``large_voxels`` is given. Contacts within
+    a distance (``contact_distance_nm``) and time-lapses are quantified in memory only
+    (:func:`quantifiable_as_blocks`).
 
     Parameters
     ----------
@@ -206,6 +208,14 @@ def quantify_blocks(
     max_block_voxels : int, optional
         Largest block (default: the input's chunks when they hold at least ``MIN_CHUNK_VOXELS``, else blocks
         of at most ``DEFAULT_BLOCK_VOXELS``).
+    large_voxels : int, optional
+        Objects whose bounding box holds more voxels are measured block by block, in bounded memory
+        (:mod:`stainfree.execute.quantify_large`): then their ``surface_um2`` and ``sphericity`` agree with
+        the in-memory values to ~1e-7 (marching cubes places vertices in float32 index coordinates, which
+        round differently in a block's frame) and ``nucleus_distance_signed_um`` to the last bits (a float
+        sum in another order); every other value stays identical. Default: none (every object measured on
+        its bounding box in one task: identical tables, but an object as large as the field needs the
+        memory of the in-memory path).
     max_tasks : int, optional
         Compute at most this many unfinished tasks, then stop with the run resumable.
     progress : bool
@@ -225,9 +235,15 @@ def quantify_blocks(
     if max_block_voxels is None and (chunks is None or int(np.prod(chunks)) < MIN_CHUNK_VOXELS):
         max_block_voxels = DEFAULT_BLOCK_VOXELS
     grid = BlockGrid.plan(info["shape"], max_block_voxels, chunks)
+    large = int(large_voxels) if large_voxels is not None else int(np.prod(grid.shape))
     out = Path(out_dir)
     key = fingerprint(
-        {"input": file_stamp(input_path), "config": cfg.model_dump(mode="json"), "block": grid.block}
+        {
+            "input": file_stamp(input_path),
+            "config": cfg.model_dump(mode="json"),
+            "block": grid.block,
+            "large": large,
+        }
     )
     marker = out / RUN_DIR / "quantify-blocks.json"
     done = json.loads(marker.read_text()) if marker.is_file() else {}
@@ -258,6 +274,7 @@ def quantify_blocks(
         "min_size": int(cfg.min_size_voxels),
         "layer_of": {},
         "n_layers": 1,
+        "large": large,
     }
     runner = _Runner(client, work, progress, max_tasks)
     try:
@@ -336,16 +353,20 @@ def _stages(runner: _Runner, job: dict[str, Any], cfg: Any, grid: BlockGrid) -> 
     cell_base = [field_base]
     if cells is not None:
         cell_base += [int(z) for z in cells["z0"][1:]]
-    batches = _batches(objs)
+    large = {g for g in range(1, objs.n + 1) if int(np.prod(objs.hi[g] - objs.lo[g])) > int(job["large"])}
+    batches = _batches(objs, large)
     job.update(
         cell_base=cell_base,
         field_base=field_base,
         nucleus=nucleus,
         sigma=float(cfg.surface_smoothing_voxels),
+        cell_sample=CELL_SAMPLE,
         items=batches,
     )
     parts = runner.stage(job, "objects", len(batches), objects_task, "objects")
     rows = {gid: v for p in parts for gid, v in p.items()}
+    if large:
+        rows.update(measure_large(runner, job, objs, large, grid))
     return _tables(cfg, job, objs, rows, sums, cells)
 
 
@@ -371,11 +392,13 @@ def _field_base(objs: Any, names: list[str]) -> int:
     return int(min(objs.lo[g][0] for g in ok)) if ok else 0
 
 
-def _batches(objs: Any, budget: int = 1 << 21) -> list[list[int]]:
-    """Objects in batches of about ``budget`` bounding-box voxels (one task each)."""
+def _batches(objs: Any, skip: set[int], budget: int = 1 << 21) -> list[list[int]]:
+    """Objects (but ``skip``) in batches of about ``budget`` bounding-box voxels (one task each)."""
     out: list[list[int]] = []
     size = budget
     for g in range(1, objs.n + 1):
+        if g in skip:
+            continue
         v = int(np.prod(objs.hi[g] - objs.lo[g]))
         if size + v > budget or len(out[-1]) >= 64:
             out.append([])

@@ -384,6 +384,7 @@ def quantify_job(
     cluster: str | None = None,
     config: Any = None,
     block_voxels: int | None = None,
+    large_object_voxels: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Quantify one huge mask image as blocks, or every mask image of a folder or glob (or every position of a
@@ -406,6 +407,10 @@ def quantify_job(
         (:func:`~stainfree.execute.quantify_blocks.quantify_blocks`: the same tables and figures in
         ``<out_dir>/<stem>/``, resumable) when this is given or it is larger than ``DEFAULT_BLOCK_VOXELS``,
         and the image and settings allow it (one 3D frame, contacts of touching voxels).
+    large_object_voxels : int, optional
+        As blocks: objects whose bounding box holds more voxels are measured block by block in bounded
+        memory (surface and sphericity then agree to ~1e-7; see
+        :func:`~stainfree.execute.quantify_blocks.quantify_blocks`); default every object on its box.
     progress : bool
         Show a progress bar.
 
@@ -430,7 +435,9 @@ def quantify_job(
     positions = [Position(p.key, str(_masks_source(Path(p.source)))) for p in found]
     out = Path(out_dir)
     if len(positions) == 1 and _quantify_as_blocks(Path(positions[0].source), cfg, block_voxels):
-        return _quantify_blocks_job(positions[0], out, scheduler, cluster, cfg, block_voxels, progress)
+        return _quantify_blocks_job(
+            positions[0], out, scheduler, cluster, cfg, (block_voxels, large_object_voxels), progress
+        )
     outputs = {p.key: str(out / p.key) for p in positions}
     settings = {"config": cfg.model_dump(mode="json")}
     return _run_job(
@@ -460,7 +467,7 @@ def _quantify_blocks_job(
     scheduler: str | None,
     cluster: str | None,
     cfg: Any,
-    block_voxels: int | None,
+    sizes: tuple[int | None, int | None],
     progress: bool,
 ) -> dict[str, Any]:
     from stainfree.execute.cluster import open_client
@@ -473,7 +480,8 @@ def _quantify_blocks_job(
             position.source,
             out / position.key,
             config=cfg,
-            max_block_voxels=block_voxels,
+            max_block_voxels=sizes[0],
+            large_voxels=sizes[1],
             progress=progress,
         )
     return {**result, "output": out}
