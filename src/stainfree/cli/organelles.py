@@ -281,7 +281,7 @@ def quantify_cmd(
         from stainfree.config import validate
 
         cfg = validate(QuantifyConfig, {**cfg.model_dump(), "link_method": link}, source="--link")
-    if scheduler or cluster or block_voxels or _many_masks(masks):
+    if scheduler or cluster or block_voxels or large_object_voxels or _many_masks(masks):
         from stainfree.errors import InputError
 
         if nilered is not None or cells is not None or names or kind or voxel_size or extras or group_by:

@@ -16,7 +16,8 @@ result, so a rerun of a killed run computes only what has no record):
    structure in each cell;
 6. ``objects``: each object measured on its bounding box (moments, mesh, cell majority, nucleus distances
    with a window grown until the outside distance is certain), by :func:`~stainfree.quantify.measure.
-   measure_crop`, the function of the in-memory path.
+   measure_crop`, the function of the in-memory path; or, for objects whose box holds more than
+   ``large_voxels``, block by block (:mod:`stainfree.execute.quantify_large`).
 
 The tables then follow from the same functions as in memory (``contact_tables``, ``cell_summary``,
 ``assemble_tables``).

@@ -139,7 +139,9 @@ def measure_large(
     items = large_items(objs, grid, large)
     job = {**job, "items": items}
     if pad_of(float(job["sigma"])) > 8:
-        raise ValueError("surface smoothing too large for the block engine's padding")
+        from stainfree.errors import InputError
+
+        raise InputError("surface_smoothing_voxels", "at most 2.3 voxels for objects measured by parts")
     parts = runner.stage(job, "large-parts", len(items), parts_task, "large objects")
     shape = tuple(grid.shape)
     per: dict[int, list[tuple[int, dict[str, Any]]]] = {g: [] for g in large}
