@@ -96,7 +96,7 @@ def echo_job(result: dict[str, Any]) -> None:
         run = result.get(unit)
         if run is not None:
             typer.echo(f"{unit}: {run.computed} computed, {run.skipped} already done, of {run.total}")
-        image = result["image"] if "image" in result else result.get("masks")
+        image = result.get("image", result.get("masks", run.path if run is not None else None))
         typer.echo(str(image) if image is not None else "stopped before the last block")
         return
     counts = result["table"]["status"].value_counts().to_dict()

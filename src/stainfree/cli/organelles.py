@@ -247,6 +247,24 @@ def quantify_cmd(
     ] = None,
     scheduler: Annotated[str | None, SCHEDULER] = None,
     cluster: Annotated[str | None, CLUSTER] = None,
+    block_voxels: Annotated[
+        int | None,
+        typer.Option(
+            "--block-voxels",
+            min=1,
+            help="Quantify one large mask image as blocks of at most this many voxels on Dask (resumable; "
+            "the tables equal the in-memory ones).",
+        ),
+    ] = None,
+    large_object_voxels: Annotated[
+        int | None,
+        typer.Option(
+            "--large-object-voxels",
+            min=1,
+            help="With blocks: measure objects whose box holds more voxels block by block, in bounded memory "
+            "(surface and sphericity then agree to ~1e-7).",
+        ),
+    ] = None,
 ) -> None:
     """Count and measure organelles, their contacts and, for time-lapses, contact events.
 
@@ -272,12 +290,22 @@ def quantify_cmd(
         from stainfree.config import validate
 
         cfg = validate(QuantifyConfig, {**cfg.model_dump(), "link_method": link}, source="--link")
-    if scheduler or cluster or _many_masks(masks):
+    if scheduler or cluster or block_voxels or large_object_voxels or _many_masks(masks):
         from stainfree.errors import InputError
 
         if nilered is not None or cells is not None or names or kind or voxel_size or extras or group_by:
             raise InputError(masks, "a quantify job takes --config, --min-size, --contact-nm, --link only")
-        echo_job(api.quantify_job(masks, out, scheduler=scheduler, cluster=cluster, config=cfg))
+        echo_job(
+            api.quantify_job(
+                masks,
+                out,
+                scheduler=scheduler,
+                cluster=cluster,
+                config=cfg,
+                block_voxels=block_voxels,
+                large_object_voxels=large_object_voxels,
+            )
+        )
         return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

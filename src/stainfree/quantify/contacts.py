@@ -34,7 +34,9 @@ from stainfree.quantify.measure import distance_transform
 __all__ = [
     "CONTACT_COLUMNS",
     "OBJECT_CONTACT_COLUMNS",
+    "area_sums",
     "contact_matrix",
+    "contact_tables",
     "measure_contacts",
 ]
 
@@ -223,6 +225,17 @@ def _distinct_contact_voxels(omap: ObjectMap, vox: np.ndarray, sa: np.ndarray, s
     return out
 
 
+def area_sums(keys: np.ndarray, area: np.ndarray, n: np.ndarray, size: int) -> np.ndarray:
+    """Per key, the summed area of ``n`` faces of area ``area`` per record: for each distinct face area (in
+    increasing order) its face count times the area, so that the result depends only on the counts (the
+    block engine forms the same sums from per-block counts, bit for bit)."""
+    out = np.zeros(size)
+    for a in np.unique(area[area > 0]):
+        sel = area == a
+        out += np.bincount(keys[sel], weights=n[sel], minlength=size) * a
+    return out
+
+
 def measure_contacts(
     omap: ObjectMap,
     voxel_size_um: Sequence[float],
@@ -274,7 +287,7 @@ def measure_contacts(
     else:
         src, dst, vox, area = _distance_records(omap, spacing, areas, float(distance_um))
     sa, sb = struct_of[src], struct_of[dst]
-    area_sum = np.bincount(sa * n_s + sb, weights=area, minlength=n_s * n_s)
+    area_sum = area_sums(sa * n_s + sb, area, np.ones(area.size), n_s * n_s)
     contact_vox = _distinct_contact_voxels(omap, vox, sa, sb)
     del vox
 
@@ -284,16 +297,70 @@ def measure_contacts(
     swap = key_a > key_b
     code = np.where(swap, dst, src) * n_obj + np.where(swap, src, dst)
     del key_a, key_b, swap
-    if code.size:
-        starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
-        code, area_runs = code[starts], np.add.reduceat(area, starts)
+    if code.size:  # runs of equal (pair, face area) compressed first
+        starts = np.flatnonzero(np.r_[True, (code[1:] != code[:-1]) | (area[1:] != area[:-1])])
+        run_len = np.diff(np.r_[starts, code.size]).astype(np.float64)
+        code, area_runs = code[starts], area[starts]
     else:
-        area_runs = np.zeros(0)
+        run_len, area_runs = np.zeros(0), np.zeros(0)
     uniq, inv = np.unique(code, return_inverse=True)
     # in adjacency mode every face is recorded from both sides
-    face_area = np.bincount(inv, weights=area_runs, minlength=uniq.size) / (
-        2.0 if distance_um is None else 1.0
+    face_area = area_sums(inv, area_runs, run_len, uniq.size) / (2.0 if distance_um is None else 1.0)
+    return contact_tables(
+        names,
+        struct_of,
+        omap.local_id,
+        voxels_per_structure,
+        exposed,
+        area_sum,
+        contact_vox,
+        uniq,
+        face_area,
+        voxel_volume=voxel_volume,
+        distance_um=distance_um,
+        frame=frame,
     )
+
+
+def contact_tables(
+    names: Sequence[str],
+    struct_of: np.ndarray,
+    local_id: np.ndarray,
+    voxels_per_structure: np.ndarray,
+    exposed: np.ndarray,
+    area_sum: np.ndarray,
+    contact_vox: np.ndarray,
+    uniq: np.ndarray,
+    face_area: np.ndarray,
+    *,
+    voxel_volume: float,
+    distance_um: float | None,
+    frame: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two tables of :func:`measure_contacts` from its sums (shared with the block engine).
+
+    Parameters
+    ----------
+    names : sequence of str
+        Structure names.
+    struct_of, local_id : ndarray
+        Structure index and instance id of each global object id (entry 0: none).
+    voxels_per_structure, exposed : ndarray
+        Voxels and exposed voxel-face area of each structure.
+    area_sum, contact_vox : ndarray
+        Contact area and distinct contact voxels per ordered structure pair (flattened ``A * n + B``).
+    uniq, face_area : ndarray
+        Object pairs in contact (``g1 * (n_objects + 1) + g2``, sorted, ``g1 < g2``) and their shared area.
+    voxel_volume, distance_um, frame
+        As :func:`measure_contacts`.
+
+    Returns
+    -------
+    contacts, object_contacts : DataFrame
+    """
+    n_s = len(names)
+    n_obj = int(struct_of.size)
+    names = tuple(names)
     g1, g2 = uniq // n_obj, uniq % n_obj
     s1, s2 = struct_of[g1], struct_of[g2]
     n_pairs = np.bincount(s1 * n_s + s2, minlength=n_s * n_s)
@@ -330,11 +397,11 @@ def measure_contacts(
             "structure_a": np.array(names, dtype=object)[struct_of[g1]]
             if uniq.size
             else np.array([], object),
-            "object_a": omap.local_id[g1].astype(np.int64),
+            "object_a": local_id[g1].astype(np.int64),
             "structure_b": np.array(names, dtype=object)[struct_of[g2]]
             if uniq.size
             else np.array([], object),
-            "object_b": omap.local_id[g2].astype(np.int64),
+            "object_b": local_id[g2].astype(np.int64),
             "contact_area_um2": face_area,
         }
     )

@@ -40,6 +40,7 @@ from stainfree.types import Floats
 __all__ = [
     "OBJECT_COLUMNS",
     "distance_transform",
+    "measure_crop",
     "measure_objects",
     "mesh_surface",
 ]
@@ -179,6 +180,40 @@ def distance_transform(
     return out
 
 
+def marginals(crop: np.ndarray) -> tuple[list[np.ndarray], dict[tuple[int, int], np.ndarray]]:
+    """The 1D marginals (per axis) and 2D marginals (per axis pair ``i < j``) of a mask, as int64 counts:
+    additive over parts of the mask, so the block engine sums them exactly."""
+    nd = crop.ndim
+    marg1 = [crop.sum(axis=tuple(j for j in range(nd) if j != i), dtype=np.int64) for i in range(nd)]
+    m2 = {
+        (i, j): crop.sum(axis=tuple(k for k in range(nd) if k not in (i, j)), dtype=np.int64)
+        for i in range(nd)
+        for j in range(i + 1, nd)
+    }
+    return marg1, m2
+
+
+def moments_from_marginals(
+    marg1: list[np.ndarray],
+    m2: dict[tuple[int, int], np.ndarray],
+    starts: Sequence[int],
+    spacing: np.ndarray,
+    n_vox: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid and covariance (um) of voxel centres from the marginals of :func:`marginals` over a box
+    starting at ``starts``."""
+    nd = len(marg1)
+    coords = [(np.arange(marg1[i].size) + starts[i]) * spacing[i] for i in range(nd)]
+    mean = np.array([marg1[i] @ coords[i] for i in range(nd)]) / n_vox
+    second = np.zeros((nd, nd))
+    for i in range(nd):
+        second[i, i] = marg1[i] @ coords[i] ** 2
+        for j in range(i + 1, nd):
+            second[i, j] = second[j, i] = coords[i] @ m2[(i, j)] @ coords[j]
+    cov = second / n_vox - np.outer(mean, mean)
+    return mean, (cov + cov.T) / 2
+
+
 def _moments(
     crop: np.ndarray, sl: tuple[slice, ...], spacing: np.ndarray, n_vox: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -189,18 +224,102 @@ def _moments(
     crop : ndarray of bool
         The object's mask on its bounding box ``sl``.
     """
-    nd = crop.ndim
-    coords = [(np.arange(crop.shape[i]) + sl[i].start) * spacing[i] for i in range(nd)]
-    marg1 = [crop.sum(axis=tuple(j for j in range(nd) if j != i), dtype=np.int64) for i in range(nd)]
-    mean = np.array([marg1[i] @ coords[i] for i in range(nd)]) / n_vox
-    second = np.zeros((nd, nd))
-    for i in range(nd):
-        second[i, i] = marg1[i] @ coords[i] ** 2
-        for j in range(i + 1, nd):
-            m2 = crop.sum(axis=tuple(k for k in range(nd) if k not in (i, j)), dtype=np.int64)
-            second[i, j] = second[j, i] = coords[i] @ m2 @ coords[j]
-    cov = second / n_vox - np.outer(mean, mean)
-    return mean, (cov + cov.T) / 2
+    marg1, m2 = marginals(crop)
+    return moments_from_marginals(marg1, m2, [s.start for s in sl], spacing, n_vox)
+
+
+#: The cell of an object with more voxels is the majority of a regular subsample of this many of them.
+CELL_SAMPLE = 1_000_000
+
+
+def cell_majority(cell_vals: np.ndarray, sample: int | None = None) -> int:
+    """The most frequent cell id (smallest on ties) of an object's voxels in raster order (of every k-th
+    voxel for objects of more than ``sample`` voxels, default :data:`CELL_SAMPLE`)."""
+    sample = CELL_SAMPLE if sample is None else sample
+    if cell_vals.size > sample:  # majority from a regular subsample of huge objects
+        cell_vals = cell_vals[:: cell_vals.size // sample]
+    return int(np.bincount(cell_vals.astype(np.int64)).argmax()) if cell_vals.size else 0
+
+
+def object_values(
+    centroid: np.ndarray,
+    cov: np.ndarray,
+    z_start: int,
+    spacing: np.ndarray,
+    *,
+    cid: int | None,
+    cell_base: np.ndarray,
+    field_base: int,
+    flat3d: bool,
+    mesh: tuple[float, float] | None,
+) -> dict[str, float]:
+    """The columns that follow from an object's moments, cell (``cid``; None without a cell map) and mesh
+    (area, volume; None for none): centroid, bottom and height, elongation and axes, surface, sphericity."""
+    is3d = centroid.size == 3
+    out: dict[str, float] = {}
+    if cid is not None:
+        out["cell_id"] = cid
+    cid = cid or 0
+    if is3d:
+        out["centroid_z_um"], out["centroid_y_um"], out["centroid_x_um"] = (float(c) for c in centroid)
+        base = cell_base[cid] if 0 < cid < cell_base.size else field_base
+        out["bottom_um"] = (z_start - base) * float(spacing[0])
+        out["height_um"] = float(centroid[0] - base * spacing[0])
+    else:
+        out["centroid_y_um"], out["centroid_x_um"] = (float(c) for c in centroid)
+    own_var = spacing**2 / 12.0
+    # shape from second moments (2D shape for single-plane fields)
+    if is3d and not flat3d:
+        cov, var_own = cov[1:, 1:], own_var[1:]
+    else:
+        var_own = own_var
+    eig = np.linalg.eigvalsh(cov + np.diag(var_own))
+    out["elongation"] = math.sqrt(eig[-1] / eig[0])
+    out["major_axis_um"] = 2 * math.sqrt(5 * eig[-1])
+    out["minor_axis_um"] = 2 * math.sqrt(5 * eig[0])
+    if mesh is not None:
+        area, mesh_vol = mesh
+        out["surface_um2"] = area
+        if area > 0 and mesh_vol > 0:
+            out["sphericity"] = min(1.0, math.pi ** (1 / 3) * (6 * mesh_vol) ** (2 / 3) / area)
+    return out
+
+
+def measure_crop(
+    crop: np.ndarray,
+    sl: tuple[slice, ...],
+    n_vox: int,
+    spacing: np.ndarray,
+    *,
+    signed: np.ndarray | None,
+    cells: np.ndarray | None,
+    cell_base: np.ndarray,
+    field_base: int,
+    flat3d: bool,
+    smoothing_sigma: float,
+) -> dict[str, float]:
+    """The whole-object measurements of one object from its mask on its bounding box ``sl``.
+
+    ``signed`` and ``cells`` are the signed nucleus distance and the cell map on ``sl`` (or None);
+    ``cell_base`` the lowest plane of each cell id (entry 0: the field's). Returns the values of the
+    :data:`OBJECT_COLUMNS` it measures (``nucleus_distance_um`` only with ``signed``). Shared by
+    :func:`measure_objects` and the block engine (``stainfree.execute.quantify_blocks``).
+    """
+    centroid, cov = _moments(crop, sl, spacing, n_vox)
+    out = object_values(
+        centroid,
+        cov,
+        sl[0].start,
+        spacing,
+        cid=cell_majority(cells[crop]) if cells is not None else None,
+        cell_base=cell_base,
+        field_base=field_base,
+        flat3d=flat3d,
+        mesh=mesh_surface(crop, spacing, sigma=smoothing_sigma) if flat3d else None,
+    )
+    if signed is not None:
+        out["nucleus_distance_um"] = max(float(np.min(signed, where=crop, initial=np.inf)), 0.0)
+    return out
 
 
 def measure_objects(
@@ -312,7 +431,6 @@ def measure_objects(
         "major_axis_um": np.full(n + 1, np.nan),
         "minor_axis_um": np.full(n + 1, np.nan),
     }
-    own_var = spacing**2 / 12.0
     done = 0
     for layer in omap.layers:
         slices = ndi.find_objects(layer)
@@ -320,40 +438,22 @@ def measure_objects(
             if sl is None:
                 continue
             gid = k + 1
-            crop = layer[sl] == gid
-            n_vox = int(counts[gid])
-            centroid, cov = _moments(crop, sl, spacing, n_vox)
+            values = measure_crop(
+                layer[sl] == gid,
+                sl,
+                int(counts[gid]),
+                spacing,
+                signed=signed[sl] if signed is not None else None,
+                cells=cells[sl] if cells is not None else None,
+                cell_base=cell_base,
+                field_base=field_base,
+                flat3d=flat3d,
+                smoothing_sigma=smoothing_sigma,
+            )
             if signed is not None:
-                dist_min[gid] = max(float(np.min(signed[sl], where=crop, initial=np.inf)), 0.0)
-            if cells is not None:
-                cell_vals = cells[sl][crop]
-                if cell_vals.size > 1_000_000:  # majority from a regular subsample of huge objects
-                    cell_vals = cell_vals[:: cell_vals.size // 1_000_000]
-                cid = int(np.bincount(cell_vals.astype(np.int64)).argmax()) if cell_vals.size else 0
-                rows["cell_id"][gid] = cid
-            else:
-                cid = 0
-            if is3d:
-                rows["centroid_z_um"][gid], rows["centroid_y_um"][gid], rows["centroid_x_um"][gid] = centroid
-                base = cell_base[cid] if 0 < cid < cell_base.size else field_base
-                rows["bottom_um"][gid] = (sl[0].start - base) * vz
-                rows["height_um"][gid] = centroid[0] - base * vz
-            else:
-                rows["centroid_y_um"][gid], rows["centroid_x_um"][gid] = centroid
-            # shape from second moments (2D shape for single-plane fields)
-            if is3d and not flat3d:
-                cov, var_own = cov[1:, 1:], own_var[1:]
-            else:
-                var_own = own_var
-            eig = np.linalg.eigvalsh(cov + np.diag(var_own))
-            rows["elongation"][gid] = math.sqrt(eig[-1] / eig[0])
-            rows["major_axis_um"][gid] = 2 * math.sqrt(5 * eig[-1])
-            rows["minor_axis_um"][gid] = 2 * math.sqrt(5 * eig[0])
-            if flat3d:
-                area, mesh_vol = mesh_surface(crop, spacing, sigma=smoothing_sigma)
-                rows["surface_um2"][gid] = area
-                if area > 0 and mesh_vol > 0:
-                    rows["sphericity"][gid] = min(1.0, math.pi ** (1 / 3) * (6 * mesh_vol) ** (2 / 3) / area)
+                dist_min[gid] = values.pop("nucleus_distance_um")
+            for key, value in values.items():
+                rows[key][gid] = value
             done += 1
             if progress is not None and done % 256 == 0:
                 progress(done)

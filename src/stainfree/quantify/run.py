@@ -31,7 +31,7 @@ from stainfree.quantify.tracking import (
     link_frames,
 )
 
-__all__ = ["TABLES", "quantify_source"]
+__all__ = ["TABLES", "assemble_tables", "quantify_source"]
 
 #: The tables returned by :func:`quantify_source`, with what they hold.
 TABLES: dict[str, str] = {
@@ -188,6 +188,56 @@ def quantify_source(
             prev_map, prev_objects = omap, obj
             step(f"frame {t + 1}/{n_t}: done")
 
+    return assemble_tables(
+        cfg,
+        names,
+        n_t,
+        objects=objects,
+        cell_rows=cell_rows,
+        cells_volume=cells_volume,
+        in_cells=in_cells,
+        contacts=contacts,
+        obj_contacts=obj_contacts,
+        links=links,
+        raw_events=raw_events,
+    )
+
+
+def assemble_tables(
+    cfg: Any,
+    names: Sequence[str],
+    n_t: int,
+    *,
+    objects: list[pd.DataFrame],
+    cell_rows: list[pd.DataFrame],
+    cells_volume: dict[int, float],
+    in_cells: list[pd.Series],
+    contacts: list[pd.DataFrame],
+    obj_contacts: list[pd.DataFrame],
+    links: list[pd.DataFrame],
+    raw_events: list[pd.DataFrame],
+) -> dict[str, pd.DataFrame]:
+    """Every table of :data:`TABLES` from the per-frame parts (objects, cell rows, contacts...): summaries,
+    tracks, events and rates. Shared by :func:`quantify_source` and the block engine.
+
+    Parameters
+    ----------
+    cfg : QuantifyConfig
+        Settings.
+    names : sequence of str
+        Structures quantified.
+    n_t : int
+        Number of frames.
+    objects, cell_rows, contacts, obj_contacts, links, raw_events : list of DataFrame
+        Per frame: :func:`measure_objects`, :func:`cell_summary`, :func:`measure_contacts` (both tables),
+        frame links and overlap events.
+    cells_volume, in_cells
+        Per frame: volume of all cells, and volume of each structure inside cells.
+
+    Returns
+    -------
+    dict of str -> DataFrame
+    """
     objects_df = pd.concat(objects, ignore_index=True)
     structures_df = structure_summary(
         objects_df,

@@ -452,9 +452,12 @@ def quantify_job(
     scheduler: str | None = None,
     cluster: str | None = None,
     config: Any = None,
+    block_voxels: int | None = None,
+    large_object_voxels: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Quantify every mask image of a folder or glob (or every position of a :func:`segment_job` output) on a
+    """Quantify one huge mask image as blocks, or every mask image of a folder or glob (or every position of a
+    :func:`segment_job` output) on a
     Dask cluster: tables and figures of each go to ``<out_dir>/<stem>/``; ``summary.csv`` lists every one.
 
     Parameters
@@ -468,13 +471,23 @@ def quantify_job(
         As :func:`predict_job`.
     config : QuantifyConfig or path, optional
         Settings (:func:`stainfree.api.quantify`).
+    block_voxels : int, optional
+        The largest block. One mask image (a file, or a folder with one position) is quantified as blocks
+        (:func:`~stainfree.execute.quantify_blocks.quantify_blocks`: the same tables and figures in
+        ``<out_dir>/<stem>/``, resumable) when this is given or it is larger than ``DEFAULT_BLOCK_VOXELS``,
+        and the image and settings allow it (one 3D frame, contacts of touching voxels).
+    large_object_voxels : int, optional
+        As blocks: objects whose bounding box holds more voxels are measured block by block in bounded
+        memory (surface and sphericity then agree to ~1e-7; see
+        :func:`~stainfree.execute.quantify_blocks.quantify_blocks`); default every object on its box.
     progress : bool
         Show a progress bar.
 
     Returns
     -------
     dict
-        ``output`` folder, ``summary`` CSV path and the summary ``table``.
+        ``output`` folder, ``summary`` CSV path and the summary ``table``; for one image as blocks
+        ``{"output", "tables", "blocks"}``.
     """
     from stainfree.config import QuantifyConfig, resolve
     from stainfree.execute.positions import IMAGE_SUFFIXES
@@ -490,8 +503,54 @@ def quantify_job(
     _, found = find_positions(input, accept=accept)
     positions = [Position(p.key, str(_masks_source(Path(p.source)))) for p in found]
     out = Path(out_dir)
+    if len(positions) == 1 and _quantify_as_blocks(Path(positions[0].source), cfg, block_voxels):
+        return _quantify_blocks_job(
+            positions[0], out, scheduler, cluster, cfg, (block_voxels, large_object_voxels), progress
+        )
     outputs = {p.key: str(out / p.key) for p in positions}
     settings = {"config": cfg.model_dump(mode="json")}
     return _run_job(
         positions, _quantify_position, out, outputs, scheduler, cluster, settings, progress, config=cfg
     )
+
+
+def _quantify_as_blocks(source: Path, cfg: Any, block_voxels: int | None) -> bool:
+    """One mask image is quantified as blocks when asked (``block_voxels``) or when larger than one block, and
+    the image and settings allow it (as :func:`_segment_as_blocks`)."""
+    import numpy as np
+
+    from stainfree.execute.quantify_blocks import quantifiable_as_blocks
+    from stainfree.inference.tiling import DEFAULT_BLOCK_VOXELS
+    from stainfree.io.readers import read_image
+
+    _, meta = read_image(source, lazy=True)
+    spatial = [s for a, s in zip(meta.axes, meta.shape, strict=True) if a in "ZYX"]
+    if block_voxels is None and int(np.prod(spatial)) <= DEFAULT_BLOCK_VOXELS:
+        return False
+    return quantifiable_as_blocks(source, cfg) is None
+
+
+def _quantify_blocks_job(
+    position: Position,
+    out: Path,
+    scheduler: str | None,
+    cluster: str | None,
+    cfg: Any,
+    sizes: tuple[int | None, int | None],
+    progress: bool,
+) -> dict[str, Any]:
+    from stainfree.execute.cluster import open_client
+    from stainfree.execute.quantify_blocks import quantify_blocks
+    from stainfree.lock import output_lock
+
+    with output_lock(out), open_client(scheduler, cluster) as client:
+        result = quantify_blocks(
+            client,
+            position.source,
+            out / position.key,
+            config=cfg,
+            max_block_voxels=sizes[0],
+            large_voxels=sizes[1],
+            progress=progress,
+        )
+    return {**result, "output": out}
