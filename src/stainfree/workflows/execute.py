@@ -475,7 +475,7 @@ def quantify_job(
         The largest block. One mask image (a file, or a folder with one position) is quantified as blocks
         (:func:`~stainfree.execute.quantify_blocks.quantify_blocks`: the same tables and figures in
         ``<out_dir>/<stem>/``, resumable) when this is given or it is larger than ``DEFAULT_BLOCK_VOXELS``,
-        and the image and settings allow it (one 3D frame, contacts of touching voxels).
+        and the image allows it (one 3D frame; contacts within a distance too).
     large_object_voxels : int, optional
         As blocks: objects whose bounding box holds more voxels are measured block by block in bounded
         memory (surface and sphericity then agree to ~1e-7; see
