@@ -166,7 +166,8 @@ def quantify_frames(
         (work / RUN_DIR).mkdir(parents=True)
         (work / RUN_DIR / "plan.json").write_text(json.dumps({"fingerprint": key}))
     vox_file = tuple(meta.voxel_size_um)
-    if any(v is None for v in vox_file):
+    n_spatial = sum(a in "ZYX" for a in meta.axes)
+    if any(v is None for v in vox_file[3 - n_spatial :]):  # as the in-memory path warns
         warnings.warn(
             f"{input_path}: voxel size unknown; assuming 1 um (pass voxel_size_um / --voxel-size)",
             stacklevel=2,
