@@ -76,8 +76,6 @@ def quantifiable_as_blocks(input_path: str | os.PathLike, config: Any) -> str | 
     _, meta = read_image(input_path, lazy=True)
     if "T" in meta.axes or "Z" not in meta.axes:
         return "the block engine takes one 3D frame (no time axis)"
-    if config.contact_distance_um((1.0, 1.0, 1.0)) is not None:
-        return "contacts within a distance (contact_distance_nm / _voxels > 1) are measured in memory only"
     return None
 
 
@@ -194,8 +192,9 @@ def quantify_blocks(
     Every table equals that of :func:`stainfree.api.quantify` on the same image, value for value (the
     integer sums are exact and every floating-point value is formed by the in-memory code from the same
     inputs in the same order; see the module docstring), unless ``large_voxels`` is given. Contacts within
-    a distance (``contact_distance_nm``) and time-lapses are quantified in memory only
-    (:func:`quantifiable_as_blocks`).
+    a distance (``contact_distance_nm``) are summed per block over a halo of that distance
+    (:mod:`stainfree.quantify.blockcontacts`); time-lapses run one task per time point instead
+    (:mod:`stainfree.execute.quantify_frames`).
 
     Parameters
     ----------
@@ -276,6 +275,7 @@ def quantify_blocks(
         "layer_of": {},
         "n_layers": 1,
         "large": large,
+        "distance_um": cfg.contact_distance_um(tuple(info["spacing"])),  # None: touching voxels
     }
     runner = _Runner(client, work, progress, max_tasks)
     try:
@@ -519,21 +519,22 @@ def _tables(
             pair_faces[code] = pair_faces.get(code, 0) + per
     uniq = np.array(sorted(pair_faces), dtype=np.int64)
     per_pair = np.array([pair_faces[int(c)] for c in uniq], dtype=np.float64).reshape(uniq.size, 3)
-    # every face counted from both sides, as the in-memory records
+    # adjacency: every face counted from both sides, as the in-memory records
+    twice = 2.0 if job.get("distance_um") is None else 1.0
     face_area = (
         area_sums(
             np.repeat(np.arange(uniq.size), 3),
             np.tile(area_values, uniq.size),
-            2 * per_pair.ravel(),
+            twice * per_pair.ravel(),
             uniq.size,
         )
-        / 2.0
+        / twice
     )
     struct_of = objs.channel.astype(np.int64)
     per_structure = np.bincount(struct_of[1:], weights=counts[1:], minlength=n_s)
     contacts, obj_contacts = contact_tables(
         names, struct_of, objs.rank, per_structure, exposed, area_sum, contact_vox, uniq, face_area,
-        voxel_volume=voxel_volume, distance_um=None, frame=0,
+        voxel_volume=voxel_volume, distance_um=job.get("distance_um"), frame=0,
     )  # fmt: skip
     cell_rows, in_cells, cells_volume = [], [], {}
     if cells is not None:

@@ -335,17 +335,22 @@ def split_task(job: dict[str, Any], index: int) -> int:
 
 @local_dask
 def sums_task(job: dict[str, Any], index: int) -> int:
-    """Contact sums and voxels per (cell, structure) of block ``index``."""
+    """Contact sums (touching voxels, or within ``job["distance_um"]``) and voxels per (cell, structure) of
+    block ``index``."""
+    from stainfree.quantify.blockcontacts import contact_halo, distance_partials
     from stainfree.quantify.blocklabels import contact_partials
 
     f = field_of(job)
     core = f.grid.region(index)
-    win = clip_region(core, 1, f.shape)
+    distance = job.get("distance_um")
+    win = clip_region(core, 1 if distance is None else contact_halo(distance, f.spacing), f.shape)
     inner = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, win, strict=True))
     layers = f.layers(win)
     struct_of = np.asarray(job["struct_of"])
     n_s = len(f.names)
     out = contact_partials(layers, inner, tuple(w.start for w in win), f.shape, struct_of, n_s)
+    if distance is not None:  # contacts within a distance: their faces, voxels and pairs
+        out.update(distance_partials(layers, inner, struct_of, f.names, f.spacing, distance))
     if job.get("split") is not None:
         cells = f.cells(core)
         flat: list[np.ndarray] = []

@@ -149,12 +149,14 @@ def _adjacency_records(omap: ObjectMap, areas: list[float]) -> tuple[np.ndarray,
 
 
 def _distance_records(
-    omap: ObjectMap, spacing: np.ndarray, areas: list[float], distance_um: float
+    omap: ObjectMap, spacing: np.ndarray, areas: list[float], distance_um: float, locate: bool = False
 ) -> tuple[np.ndarray, ...]:
-    """Directed records for distance mode: one per (A contact voxel, B structure) plus face records."""
+    """Directed records for distance mode: one per (A contact voxel, B structure) plus face records (their
+    voxel -1, or with ``locate`` ``-2 - index`` of their A voxel: the block engine keeps a block's own)."""
     shape = omap.shape
     ndim = len(shape)
     src, dst, vox, area = [], [], [], []
+    strides = np.cumprod((shape[1:] + (1,))[::-1])[::-1]
     smaps = [omap.structure_map(li) for li in range(len(omap.layers))]
     adj = ndi.generate_binary_structure(ndim, 1)
     for b, lb in omap.layer_of.items():
@@ -185,7 +187,12 @@ def _distance_records(
                     gb = g_b[v_sl][m].astype(np.int64)
                     src.append(ga)
                     dst.append(gb)
-                    vox.append(np.full(ga.size, -1, dtype=np.int64))  # faces carry no voxel
+                    if locate:
+                        vox.append(
+                            -2 - _flat_index(m, ga_all.shape, shape) - (strides[axis] if a_sl is hi else 0)
+                        )
+                    else:
+                        vox.append(np.full(ga.size, -1, dtype=np.int64))  # faces carry no voxel
                     area.append(np.full(ga.size, areas[axis]))
         del d_b, g_b, near_b
     if not src:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -31,7 +32,15 @@ from stainfree.quantify.tracking import (
     link_frames,
 )
 
-__all__ = ["TABLES", "assemble_tables", "quantify_source"]
+__all__ = [
+    "TABLES",
+    "FrameParts",
+    "assemble_frames",
+    "assemble_tables",
+    "link_pair",
+    "measure_frame",
+    "quantify_source",
+]
 
 #: The tables returned by :func:`quantify_source`, with what they hold.
 TABLES: dict[str, str] = {
@@ -119,14 +128,12 @@ def quantify_source(
     vox = tuple(float(v) for v in voxel_size_um)
     spatial = source.spatial_shape
     n_t = source.n_frames
-    dist_um = cfg.contact_distance_um(vox)
     structures = cfg.structures
     names = tuple(structures) if structures else source.names
 
-    objects, cell_rows, contacts, obj_contacts, links, raw_events = [], [], [], [], [], []
-    cells_volume: dict[int, float] = {}
-    in_cells: list[pd.Series] = []
-    prev_map, prev_objects = None, None
+    parts: list[FrameParts] = []
+    links, raw_events = [], []
+    prev_map = None
     with _progress_bar(progress, 3 * n_t) as bar:
         task = bar.add_task("quantify", total=3 * n_t) if bar is not None else None
         obj_task = bar.add_task("objects", total=None) if bar is not None else None
@@ -149,55 +156,156 @@ def quantify_source(
             step(f"frame {t + 1}/{n_t}: objects")
             if frame_hook is not None:
                 frame_hook(t, omap, cells_t)
-            obj = measure_objects(
-                omap,
-                vox,
-                intensity=_frame(intensity, t, n_t, spatial, "intensity image"),
-                ratio=_frame(ratio, t, n_t, spatial, "ratio image"),
-                cells=cells_t,
-                smoothing_sigma=cfg.surface_smoothing_voxels,
-                frame=t,
-                progress=partial(objects_done, total=omap.n_objects) if bar is not None else None,
-            )
-            objects.append(obj)
-            step(f"frame {t + 1}/{n_t}: contacts")
-            if cells_t is not None:
-                cv = cell_volumes(cells_t, vox)
-                sv = cell_structure_volumes(omap, cells_t, vox)
-                cell_rows.append(cell_summary(obj, cv, structure_volumes=sv, frame=t))
-                cells_volume[t] = float(cv.sum())
-                per_structure = sv.groupby(level="structure").sum()
-                in_cells.append(pd.concat({t: per_structure}, names=["frame"]))
-            c, oc = measure_contacts(omap, vox, distance_um=dist_um, frame=t)
-            contacts.append(c)
-            obj_contacts.append(oc)
-            if prev_map is not None and prev_objects is not None and cfg.link_method != "laptrack":
-                overlaps = frame_overlaps(prev_map, omap) if cfg.link_method == "overlap" else None
-                if overlaps is not None:
-                    raw_events.append(overlap_events(overlaps, t, min_fraction=cfg.event_min_fraction))
-                links.append(
-                    link_frames(
-                        prev_objects,
-                        obj,
-                        method=cfg.link_method,
-                        overlaps=overlaps,
-                        max_distance_um=cfg.link_max_distance_um,
-                        min_iou=cfg.link_min_iou,
-                    )
+            parts.append(
+                measure_frame(
+                    omap,
+                    t,
+                    vox,
+                    cfg,
+                    intensity=_frame(intensity, t, n_t, spatial, "intensity image"),
+                    ratio=_frame(ratio, t, n_t, spatial, "ratio image"),
+                    cells=cells_t,
+                    progress=partial(objects_done, total=omap.n_objects) if bar is not None else None,
+                    measured=partial(step, f"frame {t + 1}/{n_t}: contacts"),
                 )
-            prev_map, prev_objects = omap, obj
+            )
+            if prev_map is not None and cfg.link_method != "laptrack":
+                overlaps = frame_overlaps(prev_map, omap) if cfg.link_method == "overlap" else None
+                link, raw = link_pair(parts[-2].objects, parts[-1].objects, overlaps, t, cfg)
+                links.append(link)
+                if raw is not None:
+                    raw_events.append(raw)
+            prev_map = omap
             step(f"frame {t + 1}/{n_t}: done")
 
+    return assemble_frames(cfg, names, parts, links, raw_events)
+
+
+@dataclass
+class FrameParts:
+    """What one frame contributes to the tables (:func:`measure_frame`): small, picklable."""
+
+    objects: pd.DataFrame
+    contacts: pd.DataFrame
+    object_contacts: pd.DataFrame
+    cell_rows: pd.DataFrame | None = None
+    cells_volume: float | None = None
+    in_cells: pd.Series | None = None
+
+
+def measure_frame(
+    omap: ObjectMap,
+    t: int,
+    voxel_size_um: Sequence[float],
+    cfg: Any,
+    *,
+    intensity: np.ndarray | None = None,
+    ratio: np.ndarray | None = None,
+    cells: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+    measured: Callable[[], None] | None = None,
+) -> FrameParts:
+    """Objects, cell rows and contacts of frame ``t`` (the per-frame work of :func:`quantify_source`).
+
+    Parameters
+    ----------
+    omap : ObjectMap
+        The frame's objects.
+    t : int
+        Frame index (the ``frame`` column).
+    voxel_size_um : sequence of 3 floats
+        (z, y, x) voxel size in um.
+    cfg : QuantifyConfig
+        Settings.
+    intensity, ratio, cells : ndarray, optional
+        The frame's intensity, ratio and cell-id map.
+    progress : callable, optional
+        Called with the number of objects measured so far.
+    measured : callable, optional
+        Called once the objects are measured (before cells and contacts).
+
+    Returns
+    -------
+    FrameParts
+    """
+    vox = tuple(float(v) for v in voxel_size_um)
+    obj = measure_objects(
+        omap,
+        vox,
+        intensity=intensity,
+        ratio=ratio,
+        cells=cells,
+        smoothing_sigma=cfg.surface_smoothing_voxels,
+        frame=t,
+        progress=progress,
+    )
+    if measured is not None:
+        measured()
+    parts = FrameParts(obj, *measure_contacts(omap, vox, distance_um=cfg.contact_distance_um(vox), frame=t))
+    if cells is not None:
+        cv = cell_volumes(cells, vox)
+        sv = cell_structure_volumes(omap, cells, vox)
+        parts.cell_rows = cell_summary(obj, cv, structure_volumes=sv, frame=t)
+        parts.cells_volume = float(cv.sum())
+        parts.in_cells = pd.concat({t: sv.groupby(level="structure").sum()}, names=["frame"])
+    return parts
+
+
+def link_pair(
+    before: pd.DataFrame, after: pd.DataFrame, overlaps: pd.DataFrame | None, t: int, cfg: Any
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Links from frame ``t - 1`` to frame ``t`` and (with ``overlaps``) the raw overlap events.
+
+    Parameters
+    ----------
+    before, after : DataFrame
+        Objects of frames ``t - 1`` and ``t``.
+    overlaps : DataFrame or None
+        :func:`frame_overlaps` of the two frames (``link_method="overlap"``), else None.
+    t : int
+        The later frame.
+    cfg : QuantifyConfig
+        Settings.
+
+    Returns
+    -------
+    links : DataFrame
+    raw_events : DataFrame or None
+    """
+    raw = overlap_events(overlaps, t, min_fraction=cfg.event_min_fraction) if overlaps is not None else None
+    link = link_frames(
+        before,
+        after,
+        method=cfg.link_method,
+        overlaps=overlaps,
+        max_distance_um=cfg.link_max_distance_um,
+        min_iou=cfg.link_min_iou,
+    )
+    return link, raw
+
+
+def assemble_frames(
+    cfg: Any,
+    names: Sequence[str],
+    parts: Sequence[FrameParts],
+    links: list[pd.DataFrame],
+    raw_events: list[pd.DataFrame],
+) -> dict[str, pd.DataFrame]:
+    """:func:`assemble_tables` from every frame's :class:`FrameParts` (in frame order) and the links."""
+    cells_volume: dict[int, float] = {}
+    for t, p in enumerate(parts):
+        if p.cells_volume is not None:
+            cells_volume[t] = p.cells_volume
     return assemble_tables(
         cfg,
         names,
-        n_t,
-        objects=objects,
-        cell_rows=cell_rows,
+        len(parts),
+        objects=[p.objects for p in parts],
+        cell_rows=[p.cell_rows for p in parts if p.cell_rows is not None],
         cells_volume=cells_volume,
-        in_cells=in_cells,
-        contacts=contacts,
-        obj_contacts=obj_contacts,
+        in_cells=[p.in_cells for p in parts if p.in_cells is not None],
+        contacts=[p.contacts for p in parts],
+        obj_contacts=[p.object_contacts for p in parts],
         links=links,
         raw_events=raw_events,
     )

@@ -475,7 +475,7 @@ def quantify_job(
         The largest block. One mask image (a file, or a folder with one position) is quantified as blocks
         (:func:`~stainfree.execute.quantify_blocks.quantify_blocks`: the same tables and figures in
         ``<out_dir>/<stem>/``, resumable) when this is given or it is larger than ``DEFAULT_BLOCK_VOXELS``,
-        and the image and settings allow it (one 3D frame, contacts of touching voxels).
+        and the image allows it (one 3D frame; contacts within a distance too).
     large_object_voxels : int, optional
         As blocks: objects whose bounding box holds more voxels are measured block by block in bounded
         memory (surface and sphericity then agree to ~1e-7; see
@@ -487,7 +487,8 @@ def quantify_job(
     -------
     dict
         ``output`` folder, ``summary`` CSV path and the summary ``table``; for one image as blocks
-        ``{"output", "tables", "blocks"}``.
+        ``{"output", "tables", "blocks"}``; for one time-lapse (its time points as tasks,
+        :func:`~stainfree.execute.quantify_frames.quantify_frames`) ``{"output", "tables", "frames"}``.
     """
     from stainfree.config import QuantifyConfig, resolve
     from stainfree.execute.positions import IMAGE_SUFFIXES
@@ -503,6 +504,10 @@ def quantify_job(
     _, found = find_positions(input, accept=accept)
     positions = [Position(p.key, str(_masks_source(Path(p.source)))) for p in found]
     out = Path(out_dir)
+    if len(positions) == 1 and _is_time_lapse(Path(positions[0].source)):  # one task per time point
+        from stainfree.execute.quantify_frames import quantify_frames_job
+
+        return quantify_frames_job(positions[0], out, scheduler, cluster, cfg, progress)
     if len(positions) == 1 and _quantify_as_blocks(Path(positions[0].source), cfg, block_voxels):
         return _quantify_blocks_job(
             positions[0], out, scheduler, cluster, cfg, (block_voxels, large_object_voxels), progress
