@@ -15,9 +15,10 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_da
 from stainfree.inference.predict import NormalizedView
 from stainfree.inference.predict import read_array as _read
 from stainfree.inference.windows import DEFAULT_OVERLAP
+
+if TYPE_CHECKING:
+    from stainfree.inference.blockplan import BlockPlan
 
 WORK_SUFFIX = ".stainfree-resume"  # not the atomic writers' suffix: output_lock must not sweep it
 
@@ -190,6 +194,49 @@ def _read_plan(store: Path) -> str | None:
         return None
 
 
+def block_job(
+    cfg: Any,
+    meta: Any,
+    czyx_shape: tuple[int, ...],
+    input_path: str | os.PathLike,
+    bundle: str | os.PathLike,
+    *,
+    roi_size: int | Sequence[int] | None,
+    overlap: float,
+    max_block_voxels: int | None,
+    runner: dict[str, Any],
+    tta: bool,
+    uncertainty: bool,
+) -> tuple[list[int], BlockPlan, list[str], dict[str, Any]]:
+    """What a block prediction of one (C, Z, Y, X) image (or frame) needs and is fingerprinted by: the input
+    channels, the block plan, the output channel names and the run's description (input and bundle stamps,
+    runner settings, plan, channels)."""
+    from stainfree.inference.predict import default_bundle_roi, output_channel_names
+    from stainfree.io.arrays import channel_indices
+
+    channels = channel_indices(cfg.signal_channels, meta.channel_names, czyx_shape[0], str(input_path))
+    dims = 2 if cfg.input_mode == "2d" else 3
+    roi = roi_size or default_bundle_roi(cfg)
+    if not isinstance(roi, int) and len(roi) > dims:
+        roi = tuple(roi)[-dims:]
+    plan = bundle_plan(cfg, czyx_shape, dims, roi, overlap, max_block_voxels)
+    names = output_channel_names(cfg, uncertainty=uncertainty and tta)
+    settings: dict[str, Any] = {"overlap": overlap, **runner}
+    # only where asked for: the settings are part of the run's fingerprint, which an earlier run must match
+    if tta:
+        settings["tta"] = True
+    if uncertainty and tta:
+        settings["uncertainty"] = True
+    description: dict[str, Any] = {
+        "input": file_stamp(input_path),
+        "bundle": file_stamp(bundle),
+        "settings": settings,
+        "plan": asdict(plan),
+        "channels": channels,
+    }
+    return channels, plan, names, description
+
+
 def predict_blocks(
     client: Any,
     bundle: str | os.PathLike,
@@ -237,8 +284,7 @@ def predict_blocks(
     import zarr
 
     from stainfree.execute.cluster import cached_bundle
-    from stainfree.inference.predict import default_bundle_roi, output_channel_names, streamable
-    from stainfree.io.arrays import channel_indices
+    from stainfree.inference.predict import streamable
     from stainfree.io.readers import read_image
 
     out = Path(output)
@@ -255,33 +301,21 @@ def predict_blocks(
         )
     index = tuple(slice(None) if a in meta.axes else None for a in "CZYX")
     czyx_shape = tuple(int(s) for s in image[index].shape)
-    channels = channel_indices(cfg.signal_channels, meta.channel_names, czyx_shape[0], str(input_path))
-    dims = 2 if cfg.input_mode == "2d" else 3
-    roi = roi_size or default_bundle_roi(cfg)
-    if not isinstance(roi, int) and len(roi) > dims:
-        roi = tuple(roi)[-dims:]
-    plan = bundle_plan(cfg, czyx_shape, dims, roi, overlap, max_block_voxels)
+    channels, plan, names, description = block_job(
+        cfg,
+        meta,
+        czyx_shape,
+        input_path,
+        bundle,
+        roi_size=roi_size,
+        overlap=overlap,
+        max_block_voxels=max_block_voxels,
+        runner={"sw_batch_size": sw_batch_size, "bf16": bf16, "device": device},
+        tta=tta,
+        uncertainty=uncertainty,
+    )
     keep_z = "Z" in meta.axes
-    names = output_channel_names(cfg, uncertainty=uncertainty and tta)
-    runner: dict[str, Any] = {
-        "overlap": overlap,
-        "sw_batch_size": sw_batch_size,
-        "bf16": bf16,
-        "device": device,
-    }
-    # only where asked for: the settings are part of the run's fingerprint, which an earlier run must match
-    if tta:
-        runner["tta"] = True
-    if uncertainty and tta:
-        runner["uncertainty"] = True
     src = str(Path(input_path).resolve())
-    description = {
-        "input": file_stamp(input_path),
-        "bundle": file_stamp(bundle),
-        "settings": runner,
-        "plan": asdict(plan),
-        "channels": channels,
-    }
     out_axes = "C" + ("Z" if keep_z else "") + "YX"
     out_shape = (len(names), *(czyx_shape[1:] if keep_z else czyx_shape[2:]))
     chunks = (len(names), *(plan.block_shape if keep_z else plan.block_shape[1:]))
@@ -326,7 +360,7 @@ def predict_blocks(
         "plan": asdict(plan),
         "channels": channels,
         "stats": stats,
-        "runner": runner,
+        "runner": description["settings"],
         "keep_z": keep_z,
     }
     _run(client, job, todo, progress)

@@ -29,11 +29,11 @@ from stainfree.execute.blocks import (
     _run,
     _statistics,
     _tuples,
-    bundle_plan,
+    block_job,
     working_path,
 )
 from stainfree.execute.pyramid import build_pyramid, level_factors
-from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
+from stainfree.execute.records import RUN_DIR, fingerprint, local_dask
 from stainfree.inference.predict import NormalizedView
 from stainfree.inference.windows import DEFAULT_OVERLAP
 
@@ -121,8 +121,6 @@ def predict_frame_blocks(
     import zarr
 
     from stainfree.execute.cluster import cached_bundle
-    from stainfree.inference.predict import default_bundle_roi, output_channel_names
-    from stainfree.io.arrays import channel_indices
     from stainfree.io.readers import read_image
 
     out = Path(output)
@@ -138,33 +136,22 @@ def predict_frame_blocks(
     n_t = int(image.shape[meta.axes.index("T")])
     index = tuple(slice(None) if a in frame_axes else None for a in "CZYX")
     czyx_shape = tuple(int(s) for s in image[0][index].shape)
-    channels = channel_indices(cfg.signal_channels, meta.channel_names, czyx_shape[0], str(input_path))
-    dims = 2 if cfg.input_mode == "2d" else 3
-    roi = roi_size or default_bundle_roi(cfg)
-    if not isinstance(roi, int) and len(roi) > dims:
-        roi = tuple(roi)[-dims:]
-    plan = bundle_plan(cfg, czyx_shape, dims, roi, overlap, max_block_voxels)
+    channels, plan, names, description = block_job(
+        cfg,
+        meta,
+        czyx_shape,
+        input_path,
+        bundle,
+        roi_size=roi_size,
+        overlap=overlap,
+        max_block_voxels=max_block_voxels,
+        runner={"sw_batch_size": sw_batch_size, "bf16": bf16, "device": device},
+        tta=tta,
+        uncertainty=uncertainty,
+    )
+    description["frames"] = n_t
     keep_z = "Z" in meta.axes
-    names = output_channel_names(cfg, uncertainty=uncertainty and tta)
-    runner: dict[str, Any] = {
-        "overlap": overlap,
-        "sw_batch_size": sw_batch_size,
-        "bf16": bf16,
-        "device": device,
-    }
-    if tta:
-        runner["tta"] = True
-    if uncertainty and tta:
-        runner["uncertainty"] = True
     src = str(Path(input_path).resolve())
-    description: dict[str, Any] = {
-        "input": file_stamp(input_path),
-        "bundle": file_stamp(bundle),
-        "settings": runner,
-        "plan": asdict(plan),
-        "channels": channels,
-        "frames": n_t,
-    }
     out_axes = "TC" + ("Z" if keep_z else "") + "YX"
     out_shape = (n_t, len(names), *(czyx_shape[1:] if keep_z else czyx_shape[2:]))
     chunks = (1, len(names), *(plan.block_shape if keep_z else plan.block_shape[1:]))
@@ -206,7 +193,7 @@ def predict_frame_blocks(
         "plan": asdict(plan),
         "channels": channels,
         "stats": stats,
-        "runner": runner,
+        "runner": description["settings"],
         "keep_z": keep_z,
     }
     _run(client, job, todo, progress, predict_frame_block, "predicting frame blocks")
