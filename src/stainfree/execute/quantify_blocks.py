@@ -25,9 +25,7 @@ The tables then follow from the same functions as in memory (``contact_tables``,
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,13 +34,15 @@ import numpy as np
 import pandas as pd
 
 from stainfree.errors import InputError
-from stainfree.execute.blocks import BlockRun, _run, working_path
+from stainfree.execute.blocks import BlockRun, _run
 from stainfree.execute.quantify_large import measure_large
 from stainfree.execute.quantify_tasks import (
     LABELLINGS,
+    close_run,
     label_task,
     load_record,
     objects_task,
+    open_run,
     overlap_task,
     pairs_task,
     record_path,
@@ -50,7 +50,7 @@ from stainfree.execute.quantify_tasks import (
     split_task,
     sums_task,
 )
-from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint
+from stainfree.execute.records import file_stamp, fingerprint
 from stainfree.quantify.blocklabels import BlockGrid, merge_components, node_offsets
 from stainfree.quantify.maps import NUCLEUS_STRUCTURES
 from stainfree.quantify.measure import CELL_SAMPLE
@@ -245,20 +245,9 @@ def quantify_blocks(
             "large": large,
         }
     )
-    marker = out / RUN_DIR / "quantify-blocks.json"
-    done = json.loads(marker.read_text()) if marker.is_file() else {}
-    if done.get("fingerprint") == key:  # finished before: nothing to do
-        total = int(done.get("tasks", 0))
-        return {"output": out, "tables": None, "blocks": BlockRun(out, total, 0, total)}
-    work = working_path(out)
-    try:
-        same = json.loads((work / RUN_DIR / "plan.json").read_text())["fingerprint"] == key
-    except (OSError, ValueError, KeyError):
-        same = False
-    if not same:
-        shutil.rmtree(work, ignore_errors=True)
-        (work / RUN_DIR).mkdir(parents=True)
-        (work / RUN_DIR / "plan.json").write_text(json.dumps({"fingerprint": key}))
+    finished, work = open_run(out, key, "quantify-blocks.json")
+    if finished is not None:  # finished before: nothing to do
+        return {"output": out, "tables": None, "blocks": BlockRun(out, finished, 0, finished)}
     job: dict[str, Any] = {
         "key": key,
         "work": str(work),
@@ -294,9 +283,7 @@ def quantify_blocks(
     }
     _write(tables, out, cfg, meta)
     total = runner.computed + runner.skipped
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"fingerprint": key, "tasks": total}))
-    shutil.rmtree(work, ignore_errors=True)
+    close_run(out, key, "quantify-blocks.json", total, work)
     return {"output": out, "tables": tables, "blocks": BlockRun(out, total, runner.computed, runner.skipped)}
 
 

@@ -18,9 +18,7 @@ the very functions and inputs of the in-memory path: every value is the same.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from stainfree.errors import InputError
-from stainfree.execute.blocks import BlockRun, working_path
-from stainfree.execute.quantify_tasks import record_path, save_record
-from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
+from stainfree.execute.blocks import BlockRun
+from stainfree.execute.quantify_tasks import close_run, open_run, record_path, save_record
+from stainfree.execute.records import file_stamp, fingerprint, local_dask
 
 __all__ = ["quantify_frames", "quantify_frames_job"]
 
@@ -151,20 +149,9 @@ def quantify_frames(
     n_t = int(image.shape[meta.axes.index("T")])
     out = Path(out_dir)
     key = fingerprint({"input": file_stamp(input_path), "config": cfg.model_dump(mode="json")})
-    marker = out / RUN_DIR / "quantify-frames.json"
-    done = json.loads(marker.read_text()) if marker.is_file() else {}
-    if done.get("fingerprint") == key:  # finished before: nothing to do
-        total = int(done.get("tasks", 0))
-        return {"output": out, "tables": None, "frames": BlockRun(out, total, 0, total)}
-    work = working_path(out)
-    try:
-        same = json.loads((work / RUN_DIR / "plan.json").read_text())["fingerprint"] == key
-    except (OSError, ValueError, KeyError):
-        same = False
-    if not same:
-        shutil.rmtree(work, ignore_errors=True)
-        (work / RUN_DIR).mkdir(parents=True)
-        (work / RUN_DIR / "plan.json").write_text(json.dumps({"fingerprint": key}))
+    finished, work = open_run(out, key, "quantify-frames.json")
+    if finished is not None:  # finished before: nothing to do
+        return {"output": out, "tables": None, "frames": BlockRun(out, finished, 0, finished)}
     vox_file = tuple(meta.voxel_size_um)
     n_spatial = sum(a in "ZYX" for a in meta.axes)
     if any(v is None for v in vox_file[3 - n_spatial :]):  # as the in-memory path warns
@@ -205,9 +192,7 @@ def quantify_frames(
     }
     _write(tables, out, cfg, info)
     total = runner.computed + runner.skipped
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"fingerprint": key, "tasks": total}))
-    shutil.rmtree(work, ignore_errors=True)
+    close_run(out, key, "quantify-frames.json", total, work)
     return {"output": out, "tables": tables, "frames": BlockRun(out, total, runner.computed, runner.skipped)}
 
 

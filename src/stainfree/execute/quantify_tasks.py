@@ -31,6 +31,43 @@ LABELLINGS: dict[str, tuple[int | None, int]] = {
 }
 
 
+def open_run(out: Path, key: str, marker: str) -> tuple[int | None, Path]:
+    """Where a run of fingerprint ``key`` into ``out`` stands: the number of tasks of the finished run when
+    ``out`` already holds its result (``marker`` in its run folder), else None; and the run's working folder,
+    emptied when it belonged to another fingerprint (so that only records of this run are reused)."""
+    import json
+    import shutil
+
+    from stainfree.execute.blocks import working_path
+
+    path = out / RUN_DIR / marker
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    if done.get("fingerprint") == key:
+        return int(done.get("tasks", 0)), working_path(out)
+    work = working_path(out)
+    try:
+        same = json.loads((work / RUN_DIR / "plan.json").read_text())["fingerprint"] == key
+    except (OSError, ValueError, KeyError):
+        same = False
+    if not same:
+        shutil.rmtree(work, ignore_errors=True)
+        (work / RUN_DIR).mkdir(parents=True)
+        (work / RUN_DIR / "plan.json").write_text(json.dumps({"fingerprint": key}))
+    return None, work
+
+
+def close_run(out: Path, key: str, marker: str, tasks: int, work: Path) -> None:
+    """Mark the run of fingerprint ``key`` finished in ``out`` (``marker`` with its task count) and remove
+    its working folder."""
+    import json
+    import shutil
+
+    path = out / RUN_DIR / marker
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"fingerprint": key, "tasks": tasks}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def save_record(path: Path, value: Any) -> None:
     """Write a pickled record atomically."""
     from stainfree.atomic import write_bytes
