@@ -194,6 +194,30 @@ def _read_plan(store: Path) -> str | None:
         return None
 
 
+def open_store(
+    work: Path, record: dict[str, Any], shape: tuple[int, ...], chunks: tuple[int, ...], axes: str
+) -> set[int]:
+    """The working store of a block run: kept when its plan has ``record["fingerprint"]`` (a resumed run),
+    else made afresh (an empty float32 array ``0`` of ``shape`` and ``chunks``, the plan ``record``). Returns
+    the indices of the blocks already done."""
+    import zarr
+
+    if _read_plan(work) != record["fingerprint"]:
+        shutil.rmtree(work, ignore_errors=True)
+        group = zarr.open_group(str(work), mode="w", zarr_format=3)
+        group.create_array(
+            "0",
+            shape=shape,
+            dtype=np.float32,
+            chunks=chunks,
+            dimension_names=[a.lower() for a in axes],
+            fill_value=0.0,
+        )
+        (work / RUN_DIR / "done").mkdir(parents=True)
+        (work / RUN_DIR / "plan.json").write_text(json.dumps(record, default=str))
+    return {int(p.stem) for p in (work / RUN_DIR / "done").glob("*.json")}
+
+
 def block_job(
     cfg: Any,
     meta: Any,
@@ -281,7 +305,6 @@ def predict_blocks(
     BlockRun
         The output path once complete, and how many blocks were computed now and found done.
     """
-    import zarr
 
     from stainfree.execute.cluster import cached_bundle
     from stainfree.inference.predict import streamable
@@ -335,21 +358,8 @@ def predict_blocks(
     total = len(plan.cores)
     if done_before == key:
         return BlockRun(out, total, 0, total)
-    if _read_plan(work) != key:
-        shutil.rmtree(work, ignore_errors=True)
-        group = zarr.open_group(str(work), mode="w", zarr_format=3)
-        group.create_array(
-            "0",
-            shape=out_shape,
-            dtype=np.float32,
-            chunks=chunks,
-            dimension_names=[a.lower() for a in out_axes],
-            fill_value=0.0,
-        )
-        (work / RUN_DIR / "done").mkdir(parents=True)
-        record = {"fingerprint": key, "stats_key": stats_key, "stats": stats, "description": description}
-        (work / RUN_DIR / "plan.json").write_text(json.dumps(record, default=str))
-    done = {int(p.stem) for p in (work / RUN_DIR / "done").glob("*.json")}
+    record = {"fingerprint": key, "stats_key": stats_key, "stats": stats, "description": description}
+    done = open_store(work, record, out_shape, chunks, out_axes)
     todo = [i for i in range(total) if i not in done]
     if max_blocks is not None:
         todo = todo[:max_blocks]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from stainfree.execute.blocks import (
     _statistics,
     _tuples,
     block_job,
+    open_store,
     working_path,
 )
 from stainfree.execute.pyramid import build_pyramid, level_factors
@@ -118,7 +118,6 @@ def predict_frame_blocks(
     BlockRun
         The output once complete; ``total``, ``computed`` and ``skipped`` count (time point, block) tasks.
     """
-    import zarr
 
     from stainfree.execute.cluster import cached_bundle
     from stainfree.io.readers import read_image
@@ -170,21 +169,8 @@ def predict_frame_blocks(
     total = n_t * len(plan.cores)
     if (out / RUN_DIR / "complete.json").is_file() and _read_plan(out) == key:
         return BlockRun(out, total, 0, total)
-    if _read_plan(work) != key:
-        shutil.rmtree(work, ignore_errors=True)
-        group = zarr.open_group(str(work), mode="w", zarr_format=3)
-        group.create_array(
-            "0",
-            shape=out_shape,
-            dtype=np.float32,
-            chunks=chunks,
-            dimension_names=[a.lower() for a in out_axes],
-            fill_value=0.0,
-        )
-        (work / RUN_DIR / "done").mkdir(parents=True)
-        record = {"fingerprint": key, "stats_key": stats_key, "stats": stats, "description": description}
-        (work / RUN_DIR / "plan.json").write_text(json.dumps(record, default=str))
-    done = {int(p.stem) for p in (work / RUN_DIR / "done").glob("*.json")}
+    record = {"fingerprint": key, "stats_key": stats_key, "stats": stats, "description": description}
+    done = open_store(work, record, out_shape, chunks, out_axes)
     todo = [i for i in range(total) if i not in done][:max_blocks]
     job = {
         "bundle": str(Path(bundle).resolve()),
