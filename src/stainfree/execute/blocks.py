@@ -116,7 +116,10 @@ def sample_stats(
 
 @local_dask
 def predict_one_block(job: dict[str, Any], index: int) -> int:
-    """Predict block ``index`` of ``job``, write its region into the working store, then record it."""
+    """Predict block ``index`` of ``job``, write its region into the working store, then record it.
+
+    With ``job["time_points"]`` the input is a time-lapse: task ``index`` is block ``index % blocks`` of time
+    point ``index // blocks``, normalized with that time point's statistics and written into its T slice."""
     import zarr
 
     from stainfree.atomic import write_text
@@ -125,19 +128,21 @@ def predict_one_block(job: dict[str, Any], index: int) -> int:
     from stainfree.inference.predict import apply_activation
 
     plan = BlockPlan(**{k: _tuples(v) for k, v in job["plan"].items()})
+    t, b = divmod(index, len(plan.cores)) if job.get("time_points") else (None, index)
     bundle = cached_bundle(job["bundle"])
-    x = NormalizedView(_input_czyx(job["input"]), job["channels"], job["stats"])
+    stats = job["stats"] if t is None else job["stats"][t]
+    x = NormalizedView(_input_czyx(job["input"], t), job["channels"], stats)
     runner = window_runner(bundle.model, plan, **job["runner"])
-    core = plan.cores[index]
+    core = plan.cores[b]
     pred = predict_block(runner, x, plan, core)
     n_act = int(bundle.config.model.out_channels)
     pred = np.concatenate([apply_activation(pred[:n_act], bundle.config.task), pred[n_act:]])
-    region: tuple[slice, ...] = tuple(slice(a, b) for a, b in core)
+    region: tuple[slice, ...] = tuple(slice(a, e) for a, e in core)
     if not job["keep_z"]:
         pred, region = pred[:, 0], region[1:]
     store = Path(job["store"])
     array = zarr.open_array(str(store / "0"), mode="r+")
-    array[(slice(None), *region)] = pred
+    array[(*(() if t is None else (t,)), slice(None), *region)] = pred
     record = {"min": [float(v) for v in pred.min(axis=tuple(range(1, pred.ndim)))]}
     record["max"] = [float(v) for v in pred.max(axis=tuple(range(1, pred.ndim)))]
     write_text(store / RUN_DIR / "done" / f"{index}.json", json.dumps(record))

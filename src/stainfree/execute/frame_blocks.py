@@ -23,18 +23,15 @@ from stainfree.errors import InputError
 from stainfree.execute.blocks import (
     BlockRun,
     _finalize,
-    _input_czyx,
     _read_plan,
     _run,
     _statistics,
-    _tuples,
     block_job,
     open_store,
     working_path,
 )
 from stainfree.execute.pyramid import build_pyramid, level_factors
-from stainfree.execute.records import RUN_DIR, fingerprint, local_dask
-from stainfree.inference.predict import NormalizedView
+from stainfree.execute.records import RUN_DIR, fingerprint
 from stainfree.inference.windows import DEFAULT_OVERLAP
 
 __all__ = ["frames_as_blocks", "predict_frame_blocks"]
@@ -56,37 +53,6 @@ def frames_as_blocks(cfg: Any, meta: Any, block_voxels: int | None) -> bool:
         return False
     spatial = [s for a, s in zip(meta.axes, meta.shape, strict=True) if a in "ZYX"]
     return block_voxels is not None or int(np.prod(spatial)) > DEFAULT_BLOCK_VOXELS
-
-
-@local_dask
-def predict_frame_block(job: dict[str, Any], index: int) -> int:
-    """Predict task ``index`` of ``job`` (a block of a time point), write it into the store, record it."""
-    import zarr
-
-    from stainfree.atomic import write_text
-    from stainfree.execute.cluster import cached_bundle
-    from stainfree.inference.blockplan import BlockPlan, predict_block, window_runner
-    from stainfree.inference.predict import apply_activation
-
-    plan = BlockPlan(**{k: _tuples(v) for k, v in job["plan"].items()})
-    t, b = divmod(index, len(plan.cores))
-    bundle = cached_bundle(job["bundle"])
-    x = NormalizedView(_input_czyx(job["input"], t), job["channels"], job["stats"][t])
-    runner = window_runner(bundle.model, plan, **job["runner"])
-    core = plan.cores[b]
-    pred = predict_block(runner, x, plan, core)
-    n_act = int(bundle.config.model.out_channels)
-    pred = np.concatenate([apply_activation(pred[:n_act], bundle.config.task), pred[n_act:]])
-    region: tuple[slice, ...] = tuple(slice(a, e) for a, e in core)
-    if not job["keep_z"]:
-        pred, region = pred[:, 0], region[1:]
-    store = Path(job["store"])
-    array: Any = zarr.open_array(str(store / "0"), mode="r+")
-    array[(t, slice(None), *region)] = pred
-    axes = tuple(range(1, pred.ndim))
-    record = {"min": [float(v) for v in pred.min(axis=axes)], "max": [float(v) for v in pred.max(axis=axes)]}
-    write_text(store / RUN_DIR / "done" / f"{index}.json", json.dumps(record))
-    return index
 
 
 def predict_frame_blocks(
@@ -181,8 +147,9 @@ def predict_frame_blocks(
         "stats": stats,
         "runner": description["settings"],
         "keep_z": keep_z,
+        "time_points": True,
     }
-    _run(client, job, todo, progress, predict_frame_block, "predicting frame blocks")
+    _run(client, job, todo, progress, what="predicting frame blocks")
     if len(done) + len(todo) < total:
         return BlockRun(None, total, len(todo), len(done))
     if factors:
