@@ -223,6 +223,16 @@ def open_store(
     return {int(p.stem) for p in (work / RUN_DIR / "done").glob("*.json")}
 
 
+def zarr_output(output: str | os.PathLike, input_path: str | os.PathLike, what: str) -> Path:
+    """The output path of an engine run, checked: an OME-Zarr (``what`` says why) that is not the input."""
+    out = Path(output)
+    if not out.name.lower().endswith(".zarr"):
+        raise InputError(out, f"{what}: name the output <name>.ome.zarr")
+    if out.resolve() == Path(input_path).resolve():
+        raise InputError(out, "the output would overwrite the input image; choose another path")
+    return out
+
+
 def block_job(
     cfg: Any,
     meta: Any,
@@ -315,11 +325,7 @@ def predict_blocks(
     from stainfree.inference.predict import streamable
     from stainfree.io.readers import read_image
 
-    out = Path(output)
-    if not out.name.lower().endswith(".zarr"):
-        raise InputError(out, "the block engine writes OME-Zarr: name the output <name>.ome.zarr")
-    if out.resolve() == Path(input_path).resolve():
-        raise InputError(out, "the output would overwrite the input image; choose another path")
+    out = zarr_output(output, input_path, "the block engine writes OME-Zarr")
     b = cached_bundle(bundle)
     cfg = b.config
     image, meta = read_image(input_path, lazy=True, intensities=True)

@@ -29,6 +29,7 @@ from stainfree.execute.blocks import (
     block_job,
     open_store,
     working_path,
+    zarr_output,
 )
 from stainfree.execute.pyramid import build_pyramid, level_factors
 from stainfree.execute.records import RUN_DIR, fingerprint
@@ -88,11 +89,7 @@ def predict_frame_blocks(
     from stainfree.execute.cluster import cached_bundle
     from stainfree.io.readers import read_image
 
-    out = Path(output)
-    if not out.name.lower().endswith(".zarr"):
-        raise InputError(out, "the block engine writes OME-Zarr: name the output <name>.ome.zarr")
-    if out.resolve() == Path(input_path).resolve():
-        raise InputError(out, "the output would overwrite the input image; choose another path")
+    out = zarr_output(output, input_path, "the block engine writes OME-Zarr")
     cfg = cached_bundle(bundle).config
     image, meta = read_image(input_path, lazy=True, intensities=True)
     if not frames_as_blocks(cfg, meta, 0):

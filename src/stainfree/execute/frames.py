@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from stainfree.errors import InputError
-from stainfree.execute.blocks import BlockRun, _finalize, _read_plan, _run, working_path
+from stainfree.execute.blocks import BlockRun, _finalize, _read_plan, _run, working_path, zarr_output
 from stainfree.execute.pyramid import build_pyramid, level_factors
 from stainfree.execute.records import RUN_DIR, file_stamp, fingerprint, local_dask
 from stainfree.inference.predict import read_array
@@ -195,11 +195,7 @@ def predict_frames(
     from stainfree.inference.predict import output_channel_names
     from stainfree.io.readers import read_image
 
-    out = Path(output)
-    if not out.name.lower().endswith(".zarr"):
-        raise InputError(out, "frames are written into an OME-Zarr: name the output <name>.ome.zarr")
-    if out.resolve() == Path(input_path).resolve():
-        raise InputError(out, "the output would overwrite the input image; choose another path")
+    out = zarr_output(output, input_path, "frames are written into an OME-Zarr")
     cfg = cached_bundle(bundle).config
     image, meta = read_image(input_path, lazy=True, intensities=True)
     if "T" not in meta.axes:
